@@ -26,6 +26,9 @@ struct DirectiveSpec {
   bool repeatable = false;   // may appear more than once in the same block
 };
 
+// Several specs may share a name when their scopes do not overlap (`server { }` in main,
+// `server host:port;` in upstream): the spec whose scopes include the current one applies, and
+// "not allowed here" is reported only when none does.
 // Checks TREE (the main scope) against SPECS. The first problem, in file order, is returned as:
 //   unknown directive "X" in F:L
 //   "X" directive is not allowed here in F:L
