@@ -101,24 +101,31 @@ class Decoder {
   size_t buffered() const;
 
  private:
-  // implementation detail; the helper may change private members freely
+  // Each helper may call SINK and may stop the decoder.
+  void header_byte(uint8_t b, DecoderSink& sink);
+  // Consumes N (> 0, <= remaining_) payload bytes; returns how many, fewer only on an error.
+  size_t payload(const uint8_t* data, size_t n, DecoderSink& sink);
+  void finish_frame(DecoderSink& sink);
+  void finish_close(DecoderSink& sink);
+  void stop_with_error(DecoderSink& sink, uint16_t code, std::string_view reason);
+
   Role role_;
   DecoderLimits limits_;
   bool stopped_ = false;
-  // header parsing state
-  uint8_t hdr_[14];
+  // Header parsing state: hdr_ holds the header bytes seen so far (at most 2 + 8 + 4).
+  uint8_t hdr_[14] = {};
   size_t hdr_len_ = 0;
-  bool in_payload_ = false;
+  bool in_payload_ = false;  // the header is complete and remaining_ bytes of payload follow
   uint8_t cur_opcode_ = 0;
   bool cur_fin_ = false;
   bool cur_masked_ = false;
   uint8_t mask_[4] = {0, 0, 0, 0};
   uint64_t remaining_ = 0;
-  uint64_t mask_pos_ = 0;
-  std::string control_;            // payload of the control frame being read
-  std::string message_;            // data message being reassembled
+  uint8_t mask_pos_ = 0;  // index into mask_ of the next payload byte
+  std::string control_;   // payload of the control frame being read
+  std::string message_;   // data message being reassembled
   Opcode message_opcode_ = Opcode::kContinuation;
-  bool in_message_ = false;
+  bool in_message_ = false;  // a data frame started a message whose final frame is not in yet
   Utf8Validator utf8_;
 };
 
