@@ -72,22 +72,63 @@ class RequestParser {
 
  private:
   // The helper may change private members freely.
-  struct Callbacks;
-  void fail(int status, std::string reason);
+  struct Callbacks;  // the http_parser_settings trampolines (request_parser.cpp)
+  // Why http_parser_execute() last returned HPE_PAUSED. feed() pauses the parser at both ends of
+  // every head, so that it knows exactly which bytes belong to a head, and at chunk boundaries,
+  // where it checks the CRLFs that http-parser (built without HTTP_PARSER_STRICT) does not.
+  enum class Pause { kNone, kHeadersComplete, kChunkHeader, kChunkComplete, kMessageComplete };
+
+  // Records the first failure; later ones keep it. (Not "fail": CMocka defines a fail() macro.)
+  void set_error(int status, std::string reason);
+  // Callbacks: each returns 0 to go on, nonzero after set_error().
+  int handle_message_begin();
+  int handle_url(const char* at, size_t len);
+  int handle_header_field(const char* at, size_t len);
+  int handle_header_value(const char* at, size_t len);
+  int handle_headers_complete();
+  int handle_body(const char* at, size_t len);
+  int handle_chunk_header();
+  int handle_chunk_complete();
+  int handle_message_complete();
+  // Moves header_name_/header_value_ into current_.headers; false (after set_error()) if the name is bad.
+  bool flush_header();
+  // Watches the raw bytes of a head for obs-fold (RFC 7230 3.2.4), bare CRs (3.5) and the end of
+  // the request line.
+  void scan_head(const char* data, size_t len);
+  // Keeps the last two body bytes, and looks for bare CRs in a trailer section.
+  void scan_body(const char* data, size_t len, bool in_trailers);
+  // Acts on the reason for a pause; false after set_error() or when feed() must stop.
+  bool handle_pause();
+  // The Content-Length / Transfer-Encoding rules against request smuggling; false after set_error().
+  bool check_framing();
+  // Everything checked once a head is complete (before its body is read); false after set_error().
+  bool check_head();
+  // Turns an http-parser error into a status and a one-line reason.
+  void fail_from_parser(int http_errno_value, bool in_head);
+
   ParserLimits limits_;
   std::unique_ptr<http_parser> parser_;
   std::deque<Request> ready_;
   Request current_;
   std::string header_name_, header_value_;
   bool last_was_value_ = false;
-  size_t header_bytes_ = 0;
+  bool headers_done_ = false;  // current_'s head is complete; header callbacks now carry trailers
+  size_t header_bytes_ = 0;    // bytes fed during the current head, leading CRLFs included
+  size_t trailer_bytes_ = 0;   // trailer name + value bytes, limited like a head
+  bool head_started_ = false;  // scan_head() saw the first byte of the request line
+  bool request_line_done_ = false;
+  bool prev_lf_ = false;
+  bool prev_cr_ = false;
+  bool obs_fold_ = false;
+  bool bare_cr_ = false;
+  bool last_chunk_ = false;     // the zero-size chunk was read: trailers (or the end) follow
+  char body_tail_[2] = {0, 0};  // the last two bytes consumed in the body phase
+  Pause pause_ = Pause::kNone;
+  bool closed_ = false;  // a request without keep-alive completed: the rest is ignored
   int error_status_ = 0;
   std::string error_reason_;
   bool upgraded_ = false;
   bool in_request_ = false;
-  int content_length_count_ = 0;
-  std::string content_length_;
-  bool has_transfer_encoding_ = false;
 };
 
 // Helpers for writing responses.
