@@ -1,0 +1,148 @@
+#include "module/websocket/relay.h"
+
+#include <event2/buffer.h>
+
+#include "proxy/core/http_connection.h"
+#include "proxy/util/log.h"
+
+namespace tether::websocket {
+namespace {
+
+void on_client_event(bufferevent*, short what, void* ctx) noexcept {
+  static_cast<Relay*>(ctx)->handle_client_event(what);
+}
+void on_client_read(bufferevent*, void*) noexcept {
+  // Frames sent before our 101 wait in the input buffer (bounded by the read watermark).
+}
+void on_close_after_write(bufferevent* bev, void* ctx) noexcept {
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) static_cast<Relay*>(ctx)->handle_client_event(BEV_EVENT_EOF);
+}
+
+// What the client sees when the upstream drops without a close frame (RFC 6455 7.4.1: 1014 is
+// a gateway's "bad response from the upstream").
+constexpr uint16_t kUpstreamLostCode = ws::close_code::kBadGateway;
+
+}  // namespace
+
+Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer, std::string client_key,
+             size_t max_message)
+    : core_(core),
+      config_(std::move(config)),
+      pending_client_(std::move(client)),
+      client_peer_(std::move(client_peer)),
+      client_key_(std::move(client_key)),
+      max_message_(max_message) {}
+
+Relay::~Relay() = default;
+
+void Relay::start(const UpstreamServer& server, UpstreamRequest request, Millis timeout) {
+  upstream_name_ = server.text;
+  // Watch the client while the upstream connects: if it leaves, give up the attempt.
+  bufferevent_setcb(pending_client_.get(), on_client_read, nullptr, on_client_event, this);
+  bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 64 * 1024);
+  bufferevent_enable(pending_client_.get(), EV_READ);
+  connector_ = std::make_unique<Connector>(core_.base(), core_.dns(), server, std::move(request), timeout,
+                                           [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  connector_->start();
+}
+
+void Relay::handle_client_event(short what) {
+  (void)what;
+  // Before the 101 (or after a 502 was flushed): the client is gone, so is the attempt.
+  pending_client_.reset();
+  if (connector_) connector_.reset();  // safe: not called from within the connector
+  finish_if_done();
+}
+
+void Relay::on_upstream(Result<UpstreamSocket> result) {
+  if (!pending_client_) return;
+  if (!result.ok()) {
+    TETHER_LOG(kError, "%s, client: %s", result.error().what.c_str(), client_peer_.c_str());
+    std::string out = format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), {}, true);
+    bufferevent_setcb(pending_client_.get(), nullptr, on_close_after_write, on_client_event, this);
+    bufferevent_disable(pending_client_.get(), EV_READ);
+    bufferevent_enable(pending_client_.get(), EV_WRITE);
+    bufferevent_write(pending_client_.get(), out.data(), out.size());
+    return;
+  }
+  UpstreamSocket& sock = result.value();
+  HeaderList extra{{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Accept", ws::accept_key(client_key_)}};
+  if (!sock.protocol.empty()) extra.emplace_back("Sec-WebSocket-Protocol", sock.protocol);
+  for (auto& c : sock.set_cookies) extra.push_back(std::move(c));
+  std::string head = "HTTP/1.1 101 Switching Protocols\r\nServer: tether\r\n";
+  for (const auto& [n, v] : extra) head += n + ": " + v + "\r\n";
+  head += "\r\n";
+  bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 0);
+  bufferevent_write(pending_client_.get(), head.data(), head.size());
+  ws::DecoderLimits limits{.max_message = max_message_};
+  down_ = std::make_unique<WsEndpoint>(core_.base(), std::move(pending_client_), ws::Role::kServer, limits, static_cast<WsEndpointOwner&>(*this),
+                                       "client " + client_peer_);
+  up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient, limits, static_cast<WsEndpointOwner&>(*this),
+                                     "upstream " + sock.server);
+  TETHER_LOG(kInfo, "websocket relay open, client: %s, upstream: %s", client_peer_.c_str(), sock.server.c_str());
+  down_->start();
+  up_->start();
+}
+
+void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) {
+  WsEndpoint& to = other(ep);
+  to.send(opcode, payload);
+  // le-proxy's pump: the far side is full, so stop reading this one until it drains.
+  if (to.over_high_watermark()) ep.pause_reading();
+}
+
+void Relay::on_ws_ping(WsEndpoint& ep, std::string_view payload) { other(ep).send(ws::Opcode::kPing, payload); }
+void Relay::on_ws_pong(WsEndpoint& ep, std::string_view payload) { other(ep).send(ws::Opcode::kPong, payload); }
+
+void Relay::on_ws_close(WsEndpoint& ep, uint16_t code, std::string_view reason) {
+  // Pass the close on with its code and reason; the far side's reply comes back the same way.
+  WsEndpoint& to = other(ep);
+  if (to.gone()) {
+    if (!ep.close_sent()) ep.send_close(code, reason);
+    return;
+  }
+  to.send_close(code, reason);
+}
+
+void Relay::on_ws_error(WsEndpoint& ep, uint16_t code, std::string_view reason) {
+  TETHER_LOG(kInfo, "%s broke the WebSocket protocol (%u: %.*s), client: %s", ep.name().c_str(), code,
+             static_cast<int>(reason.size()), reason.data(), client_peer_.c_str());
+  if (&ep == down_.get()) {
+    up_->send_close(ws::close_code::kGoingAway, "client protocol error");
+  } else {
+    down_->send_close(kUpstreamLostCode, "upstream protocol error");
+  }
+}
+
+void Relay::on_ws_gone(WsEndpoint& ep) {
+  WsEndpoint& to = other(ep);
+  if (!ep.close_received() && !to.gone()) {
+    // Dropped without a close frame: tell the other side, which still expects one.
+    if (&ep == down_.get()) {
+      to.send_close(ws::close_code::kGoingAway, "client went away");
+    } else {
+      TETHER_LOG(kInfo, "upstream %s closed the connection without a close frame, client: %s", upstream_name_.c_str(),
+                 client_peer_.c_str());
+      to.send_close(kUpstreamLostCode, "upstream went away");
+    }
+  } else if (!to.gone() && to.close_received() && !to.close_sent()) {
+    to.send_close(ws::close_code::kNoStatus, "");
+  }
+  finish_if_done();
+}
+
+void Relay::on_ws_drained(WsEndpoint& ep) { other(ep).resume_reading(); }
+
+void Relay::finish_if_done() {
+  if (retired_) return;
+  bool down_done = !down_ || down_->gone();
+  bool up_done = !up_ || up_->gone();
+  if (pending_client_ || !down_done || !up_done) return;
+  if (connector_ && !down_ && !pending_client_ && up_ == nullptr) {
+    // The attempt was abandoned; the connector is freed with us.
+  }
+  retired_ = true;
+  core_.retire(this);
+}
+
+}  // namespace tether::websocket

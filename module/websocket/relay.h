@@ -1,0 +1,53 @@
+#pragma once
+// A relayed WebSocket: the client's connection (server role) and the upstream's (client role),
+// messages, pings and the close handshake passed through both ways with back-pressure.
+
+#include <memory>
+#include <string>
+
+#include "proxy/core/core.h"
+#include "proxy/core/ws_endpoint.h"
+#include "proxy/http/request_parser.h"
+#include "proxy/upstream/connector.h"
+
+namespace tether::websocket {
+
+class Relay : public Owned, private WsEndpointOwner {
+ public:
+  // Takes the client's socket right after its upgrade request was accepted (not yet answered).
+  Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer, std::string client_key,
+        size_t max_message);
+  ~Relay() override;
+
+  // Opens the upstream; the client gets 101 once it is up, or 502 with the reason.
+  void start(const UpstreamServer& server, UpstreamRequest request, Millis timeout);
+
+  void handle_client_event(short what);
+
+ private:
+  void on_upstream(Result<UpstreamSocket> result);
+  void finish_if_done();
+  WsEndpoint& other(WsEndpoint& ep) { return &ep == down_.get() ? *up_ : *down_; }
+
+  void on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) override;
+  void on_ws_ping(WsEndpoint& ep, std::string_view payload) override;
+  void on_ws_pong(WsEndpoint& ep, std::string_view payload) override;
+  void on_ws_close(WsEndpoint& ep, uint16_t code, std::string_view reason) override;
+  void on_ws_error(WsEndpoint& ep, uint16_t code, std::string_view reason) override;
+  void on_ws_gone(WsEndpoint& ep) override;
+  void on_ws_drained(WsEndpoint& ep) override;
+
+  Core& core_;
+  ConfigPtr config_;
+  BufferEventPtr pending_client_;  // until the upstream answers
+  std::string client_peer_;
+  std::string client_key_;
+  size_t max_message_;
+  std::unique_ptr<Connector> connector_;
+  std::unique_ptr<WsEndpoint> down_;  // client side
+  std::unique_ptr<WsEndpoint> up_;    // upstream side
+  std::string upstream_name_;
+  bool retired_ = false;
+};
+
+}  // namespace tether::websocket

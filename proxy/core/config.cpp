@@ -1,0 +1,378 @@
+#include "proxy/core/config.h"
+
+#include <arpa/inet.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "conf/schema.h"
+#include "conf/values.h"
+
+namespace tether {
+namespace {
+
+using conf::kLocation;
+using conf::kMain;
+using conf::kServer;
+using conf::kUpstream;
+
+// The core's own directives; modules bring theirs.
+constexpr conf::DirectiveSpec kCoreDirectives[] = {
+    {.name = "error_log", .scopes = kMain, .min_args = 1, .max_args = 2},
+    {.name = "server", .scopes = kMain, .min_args = 0, .max_args = 0, .opens = kServer, .repeatable = true},
+    {.name = "upstream", .scopes = kMain, .min_args = 1, .max_args = 1, .opens = kUpstream, .repeatable = true},
+    {.name = "server", .scopes = kUpstream, .min_args = 1, .max_args = 1, .repeatable = true},
+    {.name = "listen", .scopes = kServer, .min_args = 1, .max_args = 1, .repeatable = true},
+    {.name = "location", .scopes = kServer, .min_args = 1, .max_args = 2, .opens = kLocation, .repeatable = true},
+    {.name = "client_header_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "keepalive_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "send_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "client_max_body_size", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "return", .scopes = kLocation, .min_args = 1, .max_args = 2},
+    {.name = "tether_pass", .scopes = kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_transports", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 3},
+    {.name = "tether_connect_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+};
+
+// Settings that inherit main -> server -> location.
+struct Inherited {
+  std::optional<Millis> client_header_timeout, keepalive_timeout, send_timeout, connect_timeout;
+  std::optional<uint64_t> client_max_body_size;
+  std::optional<unsigned> transports;
+  std::vector<std::unique_ptr<ModuleConf>> modules;
+};
+
+class Builder {
+ public:
+  Builder(const std::string& file, std::span<const Module* const> modules) : modules_(modules) {
+    cfg_ = std::make_shared<Config>();
+    cfg_->file = file;
+    cfg_->modules = modules;
+  }
+
+  Result<ConfigPtr> build(const conf::Tree& tree) {
+    std::vector<conf::DirectiveSpec> specs(std::begin(kCoreDirectives), std::end(kCoreDirectives));
+    for (const Module* m : modules_) specs.insert(specs.end(), m->directives.begin(), m->directives.end());
+    if (auto st = conf::check(tree, specs); !st.ok()) return st.error();
+
+    Inherited main = fresh();
+    // Upstreams first: a location may name one defined later in the file.
+    for (const auto& n : tree) {
+      if (n.name == "upstream") {
+        if (auto st = upstream(n); !st.ok()) return st.error();
+      }
+    }
+    for (const auto& n : tree) {
+      if (n.name == "server" || n.name == "upstream") continue;
+      if (auto st = common(n, main); !st.ok()) return st.error();
+    }
+    for (const auto& n : tree) {
+      if (n.name != "server") continue;
+      if (auto st = server(n, main); !st.ok()) return st.error();
+    }
+    if (cfg_->servers.empty()) {
+      return Error{Errc::kConfig, "no \"server\" block in " + cfg_->file};
+    }
+    return ConfigPtr(std::move(cfg_));
+  }
+
+ private:
+  Inherited fresh() {
+    Inherited in;
+    for (const Module* m : modules_) in.modules.push_back(m->create_conf());
+    return in;
+  }
+
+  Inherited derive(const Inherited& parent) {
+    Inherited child = fresh();
+    child.client_header_timeout = parent.client_header_timeout;
+    child.keepalive_timeout = parent.keepalive_timeout;
+    child.send_timeout = parent.send_timeout;
+    child.connect_timeout = parent.connect_timeout;
+    child.client_max_body_size = parent.client_max_body_size;
+    child.transports = parent.transports;
+    return child;
+  }
+
+  // Directives allowed at several levels; returns an error for anything it does not know.
+  Status common(const conf::Node& n, Inherited& in) {
+    if (n.name == "error_log") {
+      cfg_->error_log = n.args[0];
+      if (n.args.size() == 2 && !log::parse_level(n.args[1], cfg_->error_log_level)) {
+        return conf::invalid_value(n, 1, "expected debug, info, notice, warn, error, crit, alert or emerg");
+      }
+      return ok_status();
+    }
+    if (n.name == "client_header_timeout") return duration(n, in.client_header_timeout);
+    if (n.name == "keepalive_timeout") return duration(n, in.keepalive_timeout);
+    if (n.name == "send_timeout") return duration(n, in.send_timeout);
+    if (n.name == "tether_connect_timeout") return duration(n, in.connect_timeout);
+    if (n.name == "client_max_body_size") {
+      auto v = conf::parse_size(n.args[0]);
+      if (!v.ok()) return conf::invalid_value(n, 0, v.error().what);
+      in.client_max_body_size = *v;
+      return ok_status();
+    }
+    if (n.name == "tether_transports") {
+      unsigned t = 0;
+      for (size_t i = 0; i < n.args.size(); ++i) {
+        const auto& a = n.args[i];
+        unsigned bit = a == "websocket" ? unsigned{kWebsocket} : a == "sse" ? unsigned{kSse} : a == "poll" ? unsigned{kPoll} : 0u;
+        if (!bit) return conf::invalid_value(n, i, "expected websocket, sse or poll");
+        t |= bit;
+      }
+      in.transports = t;
+      return ok_status();
+    }
+    for (size_t i = 0; i < modules_.size(); ++i) {
+      for (const auto& d : modules_[i]->directives) {
+        if (d.name == n.name) return modules_[i]->set(n, *in.modules[i]);
+      }
+    }
+    return conf::error_at(n.loc, "\"" + n.name + "\" directive is not allowed here");
+  }
+
+  static Status duration(const conf::Node& n, std::optional<Millis>& out) {
+    auto v = conf::parse_duration(n.args[0]);
+    if (!v.ok()) return conf::invalid_value(n, 0, v.error().what);
+    out = *v;
+    return ok_status();
+  }
+
+  Status upstream(const conf::Node& n) {
+    if (cfg_->upstreams.count(n.args[0])) {
+      return conf::error_at(n.loc, "duplicate upstream \"" + n.args[0] + "\"");
+    }
+    auto up = std::make_unique<UpstreamConf>();
+    up->name = n.args[0];
+    up->loc = n.loc;
+    for (const auto& c : n.children) {
+      if (c.name != "server") {
+        return conf::error_at(c.loc, "\"" + c.name + "\" directive is not allowed here");
+      }
+      UpstreamServer s;
+      if (auto st = host_port(c.args[0], s); !st.ok()) return conf::invalid_value(c, 0, st.error().what);
+      up->servers.push_back(std::move(s));
+    }
+    if (up->servers.empty()) return conf::error_at(n.loc, "no servers are inside upstream \"" + up->name + "\"");
+    cfg_->upstreams.emplace(up->name, std::move(up));
+    return ok_status();
+  }
+
+  // "host:port", "[v6]:port" or "host" (port 80).
+  static Status host_port(std::string_view text, UpstreamServer& out) {
+    out.text = std::string(text);
+    std::string_view host = text, port;
+    if (!text.empty() && text.front() == '[') {
+      auto close = text.find(']');
+      if (close == std::string_view::npos) return Error{Errc::kInvalid, "unterminated IPv6 address"};
+      host = text.substr(1, close - 1);
+      auto rest = text.substr(close + 1);
+      if (!rest.empty()) {
+        if (rest.front() != ':') return Error{Errc::kInvalid, "expected \":port\" after the address"};
+        port = rest.substr(1);
+      }
+    } else if (auto colon = text.rfind(':'); colon != std::string_view::npos) {
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+    }
+    if (host.empty()) return Error{Errc::kInvalid, "no host"};
+    out.host = std::string(host);
+    if (!port.empty()) {
+      unsigned p = 0;
+      auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+      if (ec != std::errc() || ptr != port.data() + port.size() || p == 0 || p > 65535) {
+        return Error{Errc::kInvalid, "invalid port"};
+      }
+      out.port = static_cast<uint16_t>(p);
+    }
+    return ok_status();
+  }
+
+  Status server(const conf::Node& n, const Inherited& main) {
+    auto srv = std::make_unique<ServerConf>();
+    Inherited in = derive(main);
+    if (auto st = merge_modules(main, in, false); !st.ok()) return st;
+    for (const auto& c : n.children) {
+      if (c.name == "listen") {
+        if (auto st = listen(c, *srv); !st.ok()) return st;
+      } else if (c.name != "location") {
+        if (auto st = common(c, in); !st.ok()) return st;
+      }
+    }
+    if (srv->listens.empty()) return conf::error_at(n.loc, "no \"listen\" directive in \"server\" block");
+    srv->client_header_timeout = in.client_header_timeout.value_or(srv->client_header_timeout);
+    srv->keepalive_timeout = in.keepalive_timeout.value_or(srv->keepalive_timeout);
+    srv->send_timeout = in.send_timeout.value_or(srv->send_timeout);
+    srv->client_max_body_size = in.client_max_body_size.value_or(srv->client_max_body_size);
+    for (const auto& c : n.children) {
+      if (c.name != "location") continue;
+      if (auto st = location(c, in, *srv); !st.ok()) return st;
+    }
+    cfg_->servers.push_back(std::move(srv));
+    return ok_status();
+  }
+
+  // listen PORT | ADDRESS:PORT | *:PORT | [V6]:PORT; port 0 takes a free port (tests).
+  Status listen(const conf::Node& n, ServerConf& srv) {
+    ListenConf l;
+    l.text = n.args[0];
+    l.loc = n.loc;
+    std::string_view text = n.args[0];
+    std::string host = "0.0.0.0";
+    std::string_view port = text;
+    if (!text.empty() && text.front() == '[') {
+      auto close = text.find("]:");
+      if (close == std::string_view::npos) return conf::invalid_value(n, 0, "expected [address]:port");
+      host = std::string(text.substr(1, close - 1));
+      port = text.substr(close + 2);
+    } else if (auto colon = text.rfind(':'); colon != std::string_view::npos) {
+      host = std::string(text.substr(0, colon));
+      if (host == "*") host = "0.0.0.0";
+      port = text.substr(colon + 1);
+    }
+    unsigned p = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p > 65535) {
+      return conf::invalid_value(n, 0, "expected [address:]port");
+    }
+    if (host.find(':') != std::string::npos) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&l.addr);
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons(static_cast<uint16_t>(p));
+      if (evutil_inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) != 1) {
+        return conf::invalid_value(n, 0, "not an IPv6 address");
+      }
+      l.addr_len = sizeof(sockaddr_in6);
+    } else {
+      auto* in = reinterpret_cast<sockaddr_in*>(&l.addr);
+      in->sin_family = AF_INET;
+      in->sin_port = htons(static_cast<uint16_t>(p));
+      if (evutil_inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1) {
+        return conf::invalid_value(n, 0, "expected an IP address (host names are not resolved here)");
+      }
+      l.addr_len = sizeof(sockaddr_in);
+    }
+    srv.listens.push_back(std::move(l));
+    return ok_status();
+  }
+
+  Status location(const conf::Node& n, const Inherited& server_in, ServerConf& srv) {
+    auto loc = std::make_unique<LocationConf>();
+    loc->loc = n.loc;
+    if (n.args.size() == 2) {
+      if (n.args[0] != "=") return conf::invalid_value(n, 0, "expected \"=\" or a path");
+      loc->exact = true;
+      loc->path = n.args[1];
+    } else {
+      loc->path = n.args[0];
+    }
+    if (loc->path.empty() || loc->path[0] != '/') {
+      return conf::invalid_value(n, n.args.size() - 1, "a location path starts with \"/\"");
+    }
+    for (const auto& other : srv.locations) {
+      if (other->exact == loc->exact && other->path == loc->path) {
+        return conf::error_at(n.loc, "duplicate location \"" + loc->path + "\"");
+      }
+    }
+    Inherited in = derive(server_in);
+    for (const auto& c : n.children) {
+      if (c.name == "return") {
+        if (auto st = ret(c, *loc); !st.ok()) return st;
+      } else if (c.name == "tether_pass") {
+        if (auto st = pass(c, *loc); !st.ok()) return st;
+      } else if (auto st = common(c, in); !st.ok()) {
+        return st;
+      }
+    }
+    if (auto st = merge_modules(server_in, in, true); !st.ok()) return st;
+    loc->connect_timeout = in.connect_timeout.value_or(loc->connect_timeout);
+    loc->transports = in.transports.value_or(loc->transports);
+    loc->modules = std::move(in.modules);
+    srv.locations.push_back(std::move(loc));
+    return ok_status();
+  }
+
+  Status merge_modules(const Inherited& parent, Inherited& child, bool final) {
+    ConfigResolver resolver{*cfg_};
+    for (size_t i = 0; i < modules_.size(); ++i) {
+      if (!modules_[i]->merge) continue;
+      auto st = modules_[i]->merge(*parent.modules[i], *child.modules[i], final ? &resolver : nullptr);
+      if (!st.ok()) return st;
+    }
+    return ok_status();
+  }
+
+  static Status ret(const conf::Node& n, LocationConf& loc) {
+    int status = 0;
+    auto [ptr, ec] = std::from_chars(n.args[0].data(), n.args[0].data() + n.args[0].size(), status);
+    if (ec != std::errc() || ptr != n.args[0].data() + n.args[0].size() || status < 200 || status > 599) {
+      return conf::invalid_value(n, 0, "expected a status from 200 to 599");
+    }
+    loc.return_status = status;
+    if (n.args.size() == 2) loc.return_text = n.args[1];
+    return ok_status();
+  }
+
+  Status pass(const conf::Node& n, LocationConf& loc) {
+    std::string_view url = n.args[0];
+    if (url.rfind("wss://", 0) == 0) return conf::invalid_value(n, 0, "TLS upstreams (wss://) are not supported yet");
+    if (url.rfind("ws://", 0) != 0) return conf::invalid_value(n, 0, "expected ws://upstream or ws://host:port[/path]");
+    url.remove_prefix(5);
+    PassTarget t;
+    t.text = n.args[0];
+    auto slash = url.find('/');
+    std::string_view authority = url.substr(0, slash);
+    if (slash != std::string_view::npos) {
+      t.has_path = true;
+      t.path = std::string(url.substr(slash));
+    }
+    if (auto it = cfg_->upstreams.find(authority); it != cfg_->upstreams.end()) {
+      t.upstream = it->second.get();
+    } else {
+      UpstreamServer s;
+      if (auto st = host_port(authority, s); !st.ok()) return conf::invalid_value(n, 0, st.error().what);
+      UpstreamConf& up = cfg_->implicit_upstreams.emplace_back();
+      up.name = std::string(authority);
+      up.loc = n.loc;
+      up.implicit = true;
+      up.servers.push_back(std::move(s));
+      t.upstream = &up;
+    }
+    loc.pass = std::move(t);
+    return ok_status();
+  }
+
+  std::span<const Module* const> modules_;
+  std::shared_ptr<Config> cfg_;
+};
+
+}  // namespace
+
+const LocationConf* ServerConf::match(std::string_view path) const {
+  const LocationConf* best = nullptr;
+  for (const auto& l : locations) {
+    if (l->exact) {
+      if (l->path == path) return l.get();
+    } else if (path.substr(0, l->path.size()) == l->path && (!best || l->path.size() > best->path.size())) {
+      best = l.get();
+    }
+  }
+  return best;
+}
+
+Result<ConfigPtr> build_config(const conf::Tree& tree, const std::string& file,
+                               std::span<const Module* const> modules) {
+  return Builder(file, modules).build(tree);
+}
+
+Result<ConfigPtr> load_config(const std::string& file, std::span<const Module* const> modules) {
+  auto tree = conf::parse_file(file);
+  if (!tree.ok()) return tree.error();
+  return build_config(*tree, file, modules);
+}
+
+}  // namespace tether

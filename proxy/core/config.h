@@ -1,0 +1,105 @@
+#pragma once
+// The typed configuration: what the parsed tree of conf/ means to the core. One Config is
+// immutable once built and shared (shared_ptr<const Config>) by everything that uses it, so a
+// reload can build a new one while live connections keep the old.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "conf/parser.h"
+#include "module/module.h"
+#include "proxy/util/log.h"
+#include "proxy/util/result.h"
+
+namespace tether {
+
+using Millis = std::chrono::milliseconds;
+
+struct ListenConf {
+  std::string text;  // as written: "127.0.0.1:8080"
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  conf::SourceLoc loc;
+};
+
+struct UpstreamServer {
+  std::string host;  // name or address literal (no brackets)
+  uint16_t port = 80;
+  std::string text;  // "host:port" as written, for logs and errors
+};
+
+struct UpstreamConf {
+  std::string name;
+  std::vector<UpstreamServer> servers;
+  conf::SourceLoc loc;
+  bool implicit = false;  // made for `tether_pass ws://host:port`
+  // TODO(routing): balancing state moves to a runtime pool object that outlives configs.
+  mutable size_t rr_next = 0;
+  const UpstreamServer& pick() const { return servers[rr_next++ % servers.size()]; }
+};
+
+// tether_pass ws://NAME[:port][/path]
+struct PassTarget {
+  const UpstreamConf* upstream = nullptr;
+  bool has_path = false;  // nginx proxy_pass semantics: with a path, it replaces the location prefix
+  std::string path;
+  std::string text;
+};
+
+enum Transport : unsigned { kWebsocket = 1u << 0, kSse = 1u << 1, kPoll = 1u << 2 };
+
+struct LocationConf {
+  bool exact = false;
+  std::string path;
+  conf::SourceLoc loc;
+  std::optional<int> return_status;  // `return CODE [TEXT]`
+  std::string return_text;
+  std::optional<PassTarget> pass;
+  unsigned transports = kWebsocket | kSse | kPoll;
+  Millis connect_timeout{10'000};  // TCP connect + WebSocket handshake with the upstream
+  std::vector<std::unique_ptr<ModuleConf>> modules;  // indexed like all_modules()
+};
+
+struct ServerConf {
+  std::vector<ListenConf> listens;
+  Millis client_header_timeout{60'000};
+  Millis keepalive_timeout{75'000};
+  Millis send_timeout{60'000};
+  uint64_t client_max_body_size = 1u << 20;
+  std::vector<std::unique_ptr<LocationConf>> locations;
+  // `location = /x` first, then the longest matching prefix; nullptr when none matches.
+  const LocationConf* match(std::string_view path) const;
+};
+
+struct Config {
+  std::string file;
+  std::string error_log = "stderr";
+  log::Level error_log_level = log::Level::kInfo;
+  std::vector<std::unique_ptr<ServerConf>> servers;
+  std::map<std::string, std::unique_ptr<UpstreamConf>, std::less<>> upstreams;
+  std::list<UpstreamConf> implicit_upstreams;
+  std::span<const Module* const> modules;
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+struct ConfigResolver {
+  const Config& config;
+};
+
+// Parses and checks FILE; errors name the directive and file:line.
+Result<ConfigPtr> load_config(const std::string& file, std::span<const Module* const> modules);
+// The same from an already parsed tree (tests).
+Result<ConfigPtr> build_config(const conf::Tree& tree, const std::string& file,
+                               std::span<const Module* const> modules);
+
+}  // namespace tether

@@ -1,0 +1,69 @@
+#pragma once
+// The core owns the event loop, the listeners and every live connection object. Objects are
+// never deleted inside their own callbacks: retire() parks them and a zero-delay event frees
+// them on the next loop iteration (Redis's freeClientAsync, Envoy's DeferredDeletable).
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/core/config.h"
+#include "proxy/util/assert.h"
+#include "proxy/util/handles.h"
+
+namespace tether {
+
+// Anything the core keeps alive: HTTP connections, relays, sessions.
+class Owned {
+ public:
+  virtual ~Owned() = default;
+};
+
+class Core {
+ public:
+  explicit Core(ConfigPtr config);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  // Binds every listener of the config and logs "listening on ADDR:PORT" for each.
+  Status start();
+  // Runs the loop until stop(); returns the process exit code.
+  int run();
+  // Stops accepting and ends the loop; live objects are freed with the core.
+  void stop();
+
+  event_base* base() const { return base_.get(); }
+  evdns_base* dns() const { return dns_.get(); }
+  const ConfigPtr& config() const { return config_; }
+
+  template <class T>
+  T& adopt(std::unique_ptr<T> obj) {
+    T& ref = *obj;
+    live_.emplace(obj.get(), std::move(obj));
+    return ref;
+  }
+  // Frees OBJ on the next loop iteration. Safe to call from OBJ's own callbacks, and twice.
+  void retire(Owned* obj);
+  size_t live_objects() const { return live_.size(); }
+  // Frees what was retired; run by the reaper event, never call it from a callback.
+  void reap();
+
+  struct Listener;
+
+ private:
+  EventBasePtr base_;  // first member: destroyed last
+  DnsBasePtr dns_;
+  ConfigPtr config_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_map<Owned*, std::unique_ptr<Owned>> live_;
+  std::vector<std::unique_ptr<Owned>> graveyard_;
+  EventPtr reaper_;
+  std::vector<EventPtr> signals_;
+};
+
+// "127.0.0.1:8080" or "[::1]:8080".
+std::string format_address(const sockaddr* sa);
+
+}  // namespace tether

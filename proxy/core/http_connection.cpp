@@ -1,0 +1,269 @@
+#include "proxy/core/http_connection.h"
+
+#include <event2/buffer.h>
+
+#include <cstring>
+
+#include "module/module.h"
+#include "proxy/util/log.h"
+
+namespace tether {
+namespace {
+
+// Pipelined requests waiting beyond this many stop reading: a client cannot queue without bound.
+constexpr size_t kMaxQueued = 32;
+// Responses the client has not read beyond this stop reading new requests.
+constexpr size_t kMaxPendingOutput = 1 << 20;
+
+uint64_t g_next_id = 1;
+
+void on_read(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_read(); }
+void on_write(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_write(); }
+void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_event(what); }
+void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_timeout(); }
+
+timeval to_timeval(Millis ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+}
+
+}  // namespace
+
+std::string error_body(std::string_view reason) {
+  std::string body(reason);
+  body += '\n';
+  return body;
+}
+
+std::string format_response(int status, std::string_view content_type, std::string_view body,
+                            const HeaderList& extra, bool close) {
+  std::string out;
+  out.reserve(160 + body.size());
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += http::reason_phrase(status);
+  out += "\r\nServer: tether\r\n";
+  if (!content_type.empty()) {
+    out += "Content-Type: ";
+    out += content_type;
+    out += "\r\n";
+  }
+  if (status != 204 && status != 304) {
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : extra) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (status != 204 && status != 304) out += body;
+  return out;
+}
+
+HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& server, evutil_socket_t fd,
+                               const sockaddr* peer, int)
+    : core_(core),
+      config_(std::move(config)),
+      server_(server),
+      parser_(http::ParserLimits{.max_header_bytes = 16 * 1024, .max_body_bytes = server.client_max_body_size}),
+      id_(g_next_id++) {
+  bev_.reset(bufferevent_socket_new(core.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+  if (!bev_) evutil_closesocket(fd);  // on failure the fd is still ours
+  peer_ = format_address(peer);
+  char ip[64] = "";
+  if (peer->sa_family == AF_INET) {
+    evutil_inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, ip, sizeof ip);
+  } else if (peer->sa_family == AF_INET6) {
+    evutil_inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, ip, sizeof ip);
+  }
+  peer_ip_ = ip;
+  timer_.reset(evtimer_new(core.base(), on_timer, this));
+}
+
+HttpConnection::~HttpConnection() = default;
+
+void HttpConnection::start() {
+  if (!bev_) {
+    TETHER_LOG(kError, "bufferevent_socket_new() failed, client: %s", peer_.c_str());
+    core_.retire(this);
+    return;
+  }
+  bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
+  timeval send = to_timeval(server_.send_timeout);
+  bufferevent_set_timeouts(bev_.get(), nullptr, &send);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  arm_timer();
+}
+
+void HttpConnection::handle_read() {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  while (!closing_ && !parser_.failed() && !parser_.upgraded() && evbuffer_get_length(in) > 0 &&
+         parser_.queued() < kMaxQueued) {
+    evbuffer_iovec vec;
+    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+    size_t n = parser_.feed(static_cast<const char*>(vec.iov_base), vec.iov_len);
+    evbuffer_drain(in, n);
+    if (n < vec.iov_len) break;
+  }
+  process();
+}
+
+void HttpConnection::process() {
+  while (!busy_ && !closing_ && bev_) {
+    if (parser_.has_request()) {
+      http::Request req = parser_.take_request();
+      dispatch(req);
+      continue;
+    }
+    if (parser_.failed()) {
+      TETHER_LOG(kInfo, "client sent invalid request (%s), client: %s", parser_.error_reason().c_str(),
+                 peer_.c_str());
+      respond_error(parser_.error_status(), parser_.error_reason(), {}, true);
+    }
+    break;
+  }
+  if (!bev_ || closing_) return;
+  // Flow control: stop reading while requests pile up or responses go unread.
+  bool pause = parser_.queued() >= kMaxQueued ||
+               evbuffer_get_length(bufferevent_get_output(bev_.get())) > kMaxPendingOutput;
+  if (pause != read_paused_) {
+    read_paused_ = pause;
+    pause ? bufferevent_disable(bev_.get(), EV_READ) : bufferevent_enable(bev_.get(), EV_READ);
+  }
+  arm_timer();
+}
+
+void HttpConnection::dispatch(http::Request& req) {
+  busy_ = true;
+  keep_alive_ = req.keep_alive;
+  request_timer_ = false;
+  const LocationConf* loc = server_.match(req.path);
+  if (!loc) {
+    respond_error(404, "no location matches " + req.path);
+    return;
+  }
+  if (loc->return_status) {
+    respond(*loc->return_status, "text/plain", loc->return_text);
+    return;
+  }
+  RequestContext ctx{core_, *this, req, *loc};
+  const auto& modules = config_->modules;
+  for (size_t i = 0; i < modules.size(); ++i) {
+    if (modules[i]->handle && modules[i]->handle(ctx, *loc->modules[i])) return;
+  }
+  if (loc->pass && req.upgrade) {
+    respond_error(404, "WebSocket is not enabled at " + loc->path);
+  } else if (loc->pass) {
+    respond_error(426, "this location takes WebSocket upgrades only", {{"Upgrade", "websocket"}});
+  } else {
+    respond_error(404, "nothing is configured to answer " + req.path);
+  }
+}
+
+void HttpConnection::respond(int status, std::string_view content_type, std::string_view body,
+                             const HeaderList& extra) {
+  bool close = !keep_alive_;
+  std::string out = format_response(status, content_type, body, extra, close);
+  bufferevent_write(bev_.get(), out.data(), out.size());
+  finish_response(close);
+}
+
+void HttpConnection::respond_error(int status, std::string_view reason, const HeaderList& extra, bool close) {
+  close = close || !keep_alive_;
+  std::string out = format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close);
+  bufferevent_write(bev_.get(), out.data(), out.size());
+  finish_response(close);
+}
+
+void HttpConnection::finish_response(bool close) {
+  busy_ = false;
+  served_any_ = true;
+  if (close) {
+    closing_ = true;
+    bufferevent_disable(bev_.get(), EV_READ);
+    evtimer_del(timer_.get());
+    // handle_write closes once the output is flushed.
+  }
+}
+
+BufferEventPtr HttpConnection::detach() {
+  evtimer_del(timer_.get());
+  bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+  bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  bufferevent_set_timeouts(bev_.get(), nullptr, nullptr);
+  busy_ = false;
+  closing_ = true;
+  core_.retire(this);
+  return std::move(bev_);
+}
+
+void HttpConnection::handle_write() {
+  if (closing_) {
+    close_now();
+    return;
+  }
+  if (read_paused_) process();  // responses drained: maybe read again
+}
+
+void HttpConnection::handle_event(short what) {
+  if (what & BEV_EVENT_TIMEOUT) {
+    TETHER_LOG(kInfo, "client timed out reading the response, client: %s", peer_.c_str());
+  } else if (what & BEV_EVENT_ERROR) {
+    int err = EVUTIL_SOCKET_ERROR();
+    TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err, evutil_socket_error_to_string(err),
+               peer_.c_str());
+  }
+  // EOF: a client may half-close after its last request; answer what is queued first.
+  if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) && (busy_ || parser_.has_request())) {
+    keep_alive_ = false;
+    return;
+  }
+  close_now();
+}
+
+void HttpConnection::handle_timeout() {
+  if (parser_.in_request()) {
+    TETHER_LOG(kInfo, "client timed out sending the request head, client: %s", peer_.c_str());
+    keep_alive_ = false;
+    busy_ = true;
+    respond_error(408, "request not received in time", {}, true);
+  } else {
+    close_now();
+  }
+}
+
+void HttpConnection::arm_timer() {
+  if (!bev_ || closing_) return;
+  if (busy_) {
+    evtimer_del(timer_.get());
+    request_timer_ = false;
+    return;
+  }
+  if (parser_.in_request()) {
+    // From the first byte of a request: trickling bytes does not extend it (slowloris).
+    if (!request_timer_) {
+      request_timer_ = true;
+      timeval tv = to_timeval(server_.client_header_timeout);
+      evtimer_add(timer_.get(), &tv);
+    }
+    return;
+  }
+  request_timer_ = false;
+  timeval tv = to_timeval(served_any_ ? server_.keepalive_timeout : server_.client_header_timeout);
+  evtimer_add(timer_.get(), &tv);
+}
+
+void HttpConnection::close_now() {
+  if (!bev_) return;
+  evtimer_del(timer_.get());
+  bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+  bev_.reset();
+  core_.retire(this);
+}
+
+}  // namespace tether

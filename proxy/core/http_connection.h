@@ -1,0 +1,77 @@
+#pragma once
+// One client connection speaking HTTP/1.1: reads requests (pipelined ones queue and are answered
+// in order), routes each to a location and lets the modules claim it, writes responses, and
+// enforces the server's limits and timeouts. A module that upgrades the connection takes the
+// socket with detach(); the connection then retires.
+
+#include <sys/socket.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy/core/config.h"
+#include "proxy/core/core.h"
+#include "proxy/http/request_parser.h"
+#include "proxy/util/handles.h"
+#include "proxy/util/header_list.h"
+
+namespace tether {
+
+// Builds a complete response head + body. CLOSE adds "Connection: close".
+std::string format_response(int status, std::string_view content_type, std::string_view body,
+                            const HeaderList& extra, bool close);
+// The body of every error: one line, then "\n".
+std::string error_body(std::string_view reason);
+
+class HttpConnection : public Owned {
+ public:
+  HttpConnection(Core& core, ConfigPtr config, const ServerConf& server, evutil_socket_t fd, const sockaddr* peer,
+                 int peer_len);
+  ~HttpConnection() override;
+
+  void start();
+
+  // Answers the request being handled. Error statuses (>= 400) should use respond_error.
+  void respond(int status, std::string_view content_type, std::string_view body, const HeaderList& extra = {});
+  // A text/plain one-line reason. The connection stays open unless CLOSE or the request said so.
+  void respond_error(int status, std::string_view reason, const HeaderList& extra = {}, bool close = false);
+  // Gives up the socket (with any bytes read but not parsed still in its input buffer) and
+  // retires. The caller owns the bufferevent, with no callbacks set and reading disabled.
+  BufferEventPtr detach();
+
+  const std::string& peer_ip() const { return peer_ip_; }
+  const std::string& peer() const { return peer_; }
+  uint64_t id() const { return id_; }
+
+  // Callbacks (public for the C trampolines).
+  void handle_read();
+  void handle_write();
+  void handle_event(short what);
+  void handle_timeout();
+
+ private:
+  void process();
+  void dispatch(http::Request& req);
+  void finish_response(bool close);
+  void close_now();
+  void arm_timer();
+
+  Core& core_;
+  ConfigPtr config_;  // keeps SERVER alive
+  const ServerConf& server_;
+  BufferEventPtr bev_;
+  EventPtr timer_;
+  http::RequestParser parser_;
+  std::string peer_ip_, peer_;
+  uint64_t id_;
+  bool busy_ = false;            // a request is being answered
+  bool closing_ = false;         // close once the output is flushed
+  bool keep_alive_ = true;       // of the request being answered
+  bool request_timer_ = false;   // the header timeout of the current request is running
+  bool served_any_ = false;
+  bool read_paused_ = false;
+};
+
+}  // namespace tether

@@ -1,0 +1,74 @@
+// tether: the edge proxy's command line.
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "module/modules.h"
+#include "proxy/core/config.h"
+#include "proxy/core/core.h"
+#include "proxy/util/log.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: tether [-h] [-v] [-t] [-c FILE]\n"
+    "\n"
+    "Options:\n"
+    "  -h         this help\n"
+    "  -v         show the version and exit\n"
+    "  -t         check the configuration and exit\n"
+    "  -c FILE    use configuration FILE (default: " TETHER_DEFAULT_CONF ")\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string file = TETHER_DEFAULT_CONF;
+  bool test_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "-v" || a == "--version") {
+      std::printf("tether version %s\n", TETHER_VERSION);
+      return 0;
+    } else if (a == "-t") {
+      test_only = true;
+    } else if (a == "-c" && i + 1 < argc) {
+      file = argv[++i];
+    } else {
+      std::fprintf(stderr, "tether: invalid option \"%s\"\n%s", argv[i], kUsage);
+      return 1;
+    }
+  }
+
+  auto config = tether::load_config(file, tether::all_modules());
+  if (!config.ok()) {
+    std::fprintf(stderr, "tether: [emerg] %s\n", config.error().what.c_str());
+    if (test_only) std::fprintf(stderr, "tether: configuration file %s test failed\n", file.c_str());
+    return 1;
+  }
+  if (test_only) {
+    std::fprintf(stderr, "tether: the configuration file %s syntax is ok\n", file.c_str());
+    std::fprintf(stderr, "tether: configuration file %s test is successful\n", file.c_str());
+    return 0;
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto& cfg = *config.value();
+  if (auto st = tether::log::open(cfg.error_log, cfg.error_log_level); !st.ok()) {
+    std::fprintf(stderr, "tether: [emerg] %s\n", st.error().what.c_str());
+    return 1;
+  }
+  tether::Core core(config.value());
+  if (auto st = core.start(); !st.ok()) {
+    TETHER_LOG(kEmerg, "%s", st.error().what.c_str());
+    return 1;
+  }
+  TETHER_LOG(kNotice, "tether %s started", TETHER_VERSION);
+  int code = core.run();
+  TETHER_LOG(kNotice, "exit");
+  return code;
+}

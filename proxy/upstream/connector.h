@@ -1,0 +1,63 @@
+#pragma once
+// Opens a WebSocket to one upstream server: non-blocking connect (evdns for names), the
+// RFC 6455 client handshake, the Sec-WebSocket-Accept check and subprotocol negotiation, all
+// within one deadline. On success it hands over the socket, ready for frames.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "proxy/core/config.h"
+#include "proxy/util/handles.h"
+#include "proxy/util/header_list.h"
+#include "proxy/util/result.h"
+
+namespace tether {
+
+struct UpstreamRequest {
+  std::string target;                                        // "/chat?room=1"
+  std::vector<std::pair<std::string, std::string>> headers;  // forwarded and added headers
+  std::vector<std::string> protocols;                        // offered subprotocols, in order
+};
+
+struct UpstreamSocket {
+  BufferEventPtr bev;       // no callbacks set; its input may already hold frames
+  std::string protocol;     // chosen subprotocol, or empty
+  HeaderList set_cookies;   // Set-Cookie values from the 101, to pass on to the client
+  std::string server;       // "host:port"
+};
+
+class Connector {
+ public:
+  // DONE is called exactly once, from a libevent callback (never from start()), and is the
+  // last thing the connector does in that callback: DONE may not destroy the connector, but
+  // may do anything else.
+  using Done = std::function<void(Result<UpstreamSocket>)>;
+
+  Connector(event_base* base, evdns_base* dns, const UpstreamServer& server, UpstreamRequest request,
+            Millis timeout, Done done);
+  ~Connector();
+  void start();
+
+  // Callbacks (public for the C trampolines).
+  void handle_event(short what);
+  void handle_read();
+  void handle_timeout();
+
+ private:
+  void fail(std::string why);
+  void send_request();
+
+  event_base* base_;
+  evdns_base* dns_;
+  UpstreamServer server_;
+  UpstreamRequest request_;
+  Millis timeout_;
+  Done done_;
+  BufferEventPtr bev_;
+  EventPtr timer_;
+  std::string key_;
+  bool finished_ = false;
+};
+
+}  // namespace tether
