@@ -12,6 +12,10 @@ namespace {
 
 // Pipelined requests waiting beyond this many stop reading: a client cannot queue without bound.
 constexpr size_t kMaxQueued = 32;
+// After the last response of a connection closed by us, unread input is discarded this long
+// before the close: closing with unread bytes sends a reset, which can destroy the response
+// before the client reads it (nginx's lingering close).
+constexpr Millis kLingerTime{5000};
 // Responses the client has not read beyond this stop reading new requests.
 constexpr size_t kMaxPendingOutput = 1 << 20;
 
@@ -102,6 +106,10 @@ void HttpConnection::start() {
 
 void HttpConnection::handle_read() {
   evbuffer* in = bufferevent_get_input(bev_.get());
+  if (lingering_) {
+    evbuffer_drain(in, evbuffer_get_length(in));
+    return;
+  }
   while (!closing_ && !parser_.failed() && !parser_.upgraded() && evbuffer_get_length(in) > 0 &&
          parser_.queued() < kMaxQueued) {
     evbuffer_iovec vec;
@@ -204,7 +212,9 @@ BufferEventPtr HttpConnection::detach() {
 
 void HttpConnection::handle_write() {
   if (closing_) {
-    close_now();
+    // libevent 2.1 also calls this on the first writable event with nothing written (its
+    // bufferevent_writecb triggers when `!connected`): linger only once all is really out.
+    if (!lingering_ && evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) linger();
     return;
   }
   if (read_paused_) process();  // responses drained: maybe read again
@@ -227,7 +237,9 @@ void HttpConnection::handle_event(short what) {
 }
 
 void HttpConnection::handle_timeout() {
-  if (parser_.in_request()) {
+  if (lingering_) {
+    close_now();
+  } else if (parser_.in_request()) {
     TETHER_LOG(kInfo, "client timed out sending the request head, client: %s", peer_.c_str());
     keep_alive_ = false;
     busy_ = true;
@@ -255,6 +267,19 @@ void HttpConnection::arm_timer() {
   }
   request_timer_ = false;
   timeval tv = to_timeval(served_any_ ? server_.keepalive_timeout : server_.client_header_timeout);
+  evtimer_add(timer_.get(), &tv);
+}
+
+void HttpConnection::linger() {
+  lingering_ = true;
+  if (shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) {
+    close_now();
+    return;
+  }
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  evbuffer_drain(in, evbuffer_get_length(in));
+  bufferevent_enable(bev_.get(), EV_READ);
+  timeval tv = to_timeval(kLingerTime);
   evtimer_add(timer_.get(), &tv);
 }
 

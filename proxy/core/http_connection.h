@@ -56,6 +56,7 @@ class HttpConnection : public Owned {
   void dispatch(http::Request& req);
   void finish_response(bool close);
   void close_now();
+  void linger();
   void arm_timer();
 
   Core& core_;
@@ -72,6 +73,7 @@ class HttpConnection : public Owned {
   bool request_timer_ = false;   // the header timeout of the current request is running
   bool served_any_ = false;
   bool read_paused_ = false;
+  bool lingering_ = false;       // write side shut, discarding input until EOF
 };
 
 }  // namespace tether
