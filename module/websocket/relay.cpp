@@ -138,9 +138,6 @@ void Relay::finish_if_done() {
   bool down_done = !down_ || down_->gone();
   bool up_done = !up_ || up_->gone();
   if (pending_client_ || !down_done || !up_done) return;
-  if (connector_ && !down_ && !pending_client_ && up_ == nullptr) {
-    // The attempt was abandoned; the connector is freed with us.
-  }
   retired_ = true;
   core_.retire(this);
 }

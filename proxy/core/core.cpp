@@ -67,7 +67,10 @@ Core::Core(ConfigPtr config) : base_(event_base_new()), config_(std::move(config
   // No /etc/resolv.conf is no reason not to start: IP-literal upstreams need no resolver.
   dns_.reset(evdns_base_new(base_.get(), EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE | EVDNS_BASE_NAMESERVERS_NO_DEFAULT));
-  if (!dns_) dns_.reset(evdns_base_new(base_.get(), 0));
+  if (!dns_) {
+    dns_.reset(evdns_base_new(base_.get(), 0));
+    if (dns_) evdns_base_load_hosts(dns_.get(), nullptr);
+  }
   reaper_.reset(event_new(base_.get(), -1, 0, on_reap, this));
 }
 

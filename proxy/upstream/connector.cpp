@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "proxy/core/core.h"
 #include "proxy/ws/codec.h"
 
 namespace tether {
@@ -16,6 +17,10 @@ constexpr size_t kMaxResponseHead = 16 * 1024;
 void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_event(what); }
 void on_read(bufferevent*, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_read(); }
 void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_timeout(); }
+void on_kick(evutil_socket_t, short, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_kick(); }
+void on_resolved(int err, evutil_addrinfo* res, void* ctx) noexcept {
+  static_cast<Connector*>(ctx)->handle_resolved(err, res);
+}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
@@ -81,22 +86,73 @@ Connector::Connector(event_base* base, evdns_base* dns, const UpstreamServer& se
                      Millis timeout, Done done)
     : base_(base), dns_(dns), server_(server), request_(std::move(request)), timeout_(timeout), done_(std::move(done)) {}
 
-Connector::~Connector() = default;
+Connector::~Connector() {
+  // Cancelling calls handle_resolved with EVUTIL_EAI_CANCEL, which touches nothing else.
+  if (dns_request_) evdns_getaddrinfo_cancel(dns_request_);
+}
 
 void Connector::start() {
   timer_.reset(evtimer_new(base_, on_timer, this));
+  kick_.reset(event_new(base_, -1, 0, on_kick, this));
   timeval tv{static_cast<time_t>(timeout_.count() / 1000), static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
   evtimer_add(timer_.get(), &tv);
-  bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-  if (!bev_) {
-    // Reported from the loop, never from start(): the caller may not be ready for DONE yet.
-    evtimer_del(timer_.get());
-    event_active(timer_.get(), EV_TIMEOUT, 0);
+  evutil_addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  std::string port = std::to_string(server_.port);
+  starting_ = true;
+  // May answer at once (an address literal, the hosts file): then handle_resolved runs inside.
+  dns_request_ = evdns_getaddrinfo(dns_, server_.host.c_str(), port.c_str(), &hints, on_resolved, this);
+  starting_ = false;
+  if (resolved_in_start_) event_active(kick_.get(), EV_TIMEOUT, 0);
+}
+
+void Connector::handle_resolved(int err, evutil_addrinfo* res) {
+  dns_request_ = nullptr;
+  if (err == EVUTIL_EAI_CANCEL) return;
+  if (err) {
+    last_error_ = "could not resolve " + server_.host + " (" + evutil_gai_strerror(err) + ")";
+  }
+  for (evutil_addrinfo* ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    sockaddr_storage ss{};
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    addresses_.push_back(ss);
+  }
+  if (res) evutil_freeaddrinfo(res);
+  if (addresses_.empty() && last_error_.empty()) last_error_ = "no address for " + server_.host;
+  if (starting_) {
+    resolved_in_start_ = true;
     return;
   }
-  bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
-  // Errors, even immediate ones, arrive through on_event (BEV_OPT_DEFER_CALLBACKS).
-  bufferevent_socket_connect_hostname(bev_.get(), dns_, AF_UNSPEC, server_.host.c_str(), server_.port);
+  try_next();
+}
+
+void Connector::handle_kick() {
+  if (!finished_) try_next();
+}
+
+// Connects to the next address; when none is left, fails with the last address's error.
+void Connector::try_next() {
+  while (next_address_ < addresses_.size()) {
+    const sockaddr_storage& ss = addresses_[next_address_++];
+    bev_.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+    if (!bev_) {
+      fail("bufferevent_socket_new() failed");
+      return;
+    }
+    bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (bufferevent_socket_connect(bev_.get(), reinterpret_cast<const sockaddr*>(&ss), static_cast<int>(len)) == 0) {
+      return;  // the outcome arrives through handle_event
+    }
+    int e = EVUTIL_SOCKET_ERROR();
+    last_error_ = "connect() to " + format_address(reinterpret_cast<const sockaddr*>(&ss)) + " failed (" +
+                  std::to_string(e) + ": " + evutil_socket_error_to_string(e) + ")";
+    bev_.reset();
+  }
+  fail(last_error_);
 }
 
 void Connector::handle_event(short what) {
@@ -105,23 +161,27 @@ void Connector::handle_event(short what) {
     send_request();
     return;
   }
-  if (what & BEV_EVENT_ERROR) {
-    int dns_err = bufferevent_socket_get_dns_error(bev_.get());
-    if (dns_err) {
-      fail("could not resolve " + server_.host + " (" + evutil_gai_strerror(dns_err) + ")");
-      return;
-    }
-    int err = EVUTIL_SOCKET_ERROR();
-    fail("connect() to " + server_.text + " failed (" + std::to_string(err) + ": " +
-         evutil_socket_error_to_string(err) + ")");
+  if (!connected_) {
+    // This address refused or failed: try the next one within the same deadline.
+    int e = EVUTIL_SOCKET_ERROR();
+    const sockaddr_storage& ss = addresses_[next_address_ - 1];
+    last_error_ = "connect() to " + format_address(reinterpret_cast<const sockaddr*>(&ss)) + " failed (" +
+                  std::to_string(e) + ": " + evutil_socket_error_to_string(e) + ")";
+    bev_.reset();
+    try_next();
     return;
   }
-  if (what & BEV_EVENT_EOF) {
-    fail("upstream " + server_.text + " closed the connection during the WebSocket handshake");
+  if (what & BEV_EVENT_ERROR) {
+    int e = EVUTIL_SOCKET_ERROR();
+    fail("upstream " + server_.text + " failed during the WebSocket handshake (" + std::to_string(e) + ": " +
+         evutil_socket_error_to_string(e) + ")");
+    return;
   }
+  fail("upstream " + server_.text + " closed the connection during the WebSocket handshake");
 }
 
 void Connector::send_request() {
+  connected_ = true;
   key_ = ws::make_client_key();
   std::string out;
   out.reserve(512);
@@ -217,8 +277,8 @@ void Connector::handle_read() {
 
 void Connector::handle_timeout() {
   if (finished_) return;
-  fail(bev_ ? "upstream " + server_.text + " timed out (connect and handshake)"
-            : std::string("bufferevent_socket_new() failed"));
+  fail("upstream " + server_.text + (connected_ ? " did not complete the WebSocket handshake in time"
+                                               : " did not accept the connection in time"));
 }
 
 void Connector::fail(std::string why) {

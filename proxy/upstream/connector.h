@@ -1,7 +1,10 @@
 #pragma once
-// Opens a WebSocket to one upstream server: non-blocking connect (evdns for names), the
+// Opens a WebSocket to one upstream server: evdns resolves the name (hosts file included), each
+// address is tried in turn until one accepts, then the
 // RFC 6455 client handshake, the Sec-WebSocket-Accept check and subprotocol negotiation, all
 // within one deadline. On success it hands over the socket, ready for frames.
+
+#include <sys/socket.h>
 
 #include <functional>
 #include <string>
@@ -9,6 +12,7 @@
 
 #include "proxy/core/config.h"
 #include "proxy/util/handles.h"
+#include "event2/dns.h"
 #include "proxy/util/header_list.h"
 #include "proxy/util/result.h"
 
@@ -43,8 +47,11 @@ class Connector {
   void handle_event(short what);
   void handle_read();
   void handle_timeout();
+  void handle_resolved(int err, evutil_addrinfo* res);
+  void handle_kick();
 
  private:
+  void try_next();
   void fail(std::string why);
   void send_request();
 
@@ -56,8 +63,16 @@ class Connector {
   Done done_;
   BufferEventPtr bev_;
   EventPtr timer_;
+  EventPtr kick_;  // runs try_next from the loop when the name resolved inside start()
+  evdns_getaddrinfo_request* dns_request_ = nullptr;
+  std::vector<sockaddr_storage> addresses_;
+  size_t next_address_ = 0;
+  std::string last_error_;
+  bool starting_ = false;
+  bool resolved_in_start_ = false;
   std::string key_;
   bool finished_ = false;
+  bool connected_ = false;  // TCP is up; the handshake is under way
 };
 
 }  // namespace tether
