@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <strings.h>
 
 #include "conf/schema.h"
 #include "conf/values.h"
@@ -35,13 +36,25 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "tether_pass", .scopes = kLocation, .min_args = 1, .max_args = 1},
     {.name = "tether_transports", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 3},
     {.name = "tether_connect_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_max_message", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_buffer", .scopes = kMain | kServer | kLocation, .min_args = 2, .max_args = 2},
+    {.name = "tether_session_linger", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_poll_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_heartbeat", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_sse_padding", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_sse_retry", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_allow_origin", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = -1},
 };
 
 // Settings that inherit main -> server -> location.
 struct Inherited {
   std::optional<Millis> client_header_timeout, keepalive_timeout, send_timeout, connect_timeout;
-  std::optional<uint64_t> client_max_body_size;
+  std::optional<uint64_t> client_max_body_size, max_message;
   std::optional<unsigned> transports;
+  std::optional<std::pair<uint64_t, uint64_t>> buffer;
+  std::optional<Millis> linger, poll_timeout, heartbeat, sse_retry;
+  std::optional<bool> sse_padding;
+  std::optional<std::vector<std::string>> origins;
   std::vector<std::unique_ptr<ModuleConf>> modules;
 };
 
@@ -94,6 +107,14 @@ class Builder {
     child.connect_timeout = parent.connect_timeout;
     child.client_max_body_size = parent.client_max_body_size;
     child.transports = parent.transports;
+    child.max_message = parent.max_message;
+    child.buffer = parent.buffer;
+    child.linger = parent.linger;
+    child.poll_timeout = parent.poll_timeout;
+    child.heartbeat = parent.heartbeat;
+    child.sse_retry = parent.sse_retry;
+    child.sse_padding = parent.sse_padding;
+    child.origins = parent.origins;
     return child;
   }
 
@@ -110,6 +131,43 @@ class Builder {
     if (n.name == "keepalive_timeout") return duration(n, in.keepalive_timeout);
     if (n.name == "send_timeout") return duration(n, in.send_timeout);
     if (n.name == "tether_connect_timeout") return duration(n, in.connect_timeout);
+    if (n.name == "tether_session_linger") return duration(n, in.linger);
+    if (n.name == "tether_poll_timeout") return duration(n, in.poll_timeout);
+    if (n.name == "tether_heartbeat") return duration(n, in.heartbeat);
+    if (n.name == "tether_sse_retry") return duration(n, in.sse_retry);
+    if (n.name == "tether_sse_padding") {
+      auto v = conf::parse_flag(n.args[0]);
+      if (!v.ok()) return conf::invalid_value(n, 0, v.error().what);
+      in.sse_padding = *v;
+      return ok_status();
+    }
+    if (n.name == "tether_max_message") {
+      auto v = conf::parse_size(n.args[0]);
+      if (!v.ok() || *v == 0) return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
+      in.max_message = *v;
+      return ok_status();
+    }
+    if (n.name == "tether_buffer") {
+      auto count = conf::parse_count(n.args[0]);
+      if (!count.ok() || *count == 0) {
+        return conf::invalid_value(n, 0, count.ok() ? "must be more than 0" : count.error().what);
+      }
+      auto bytes = conf::parse_size(n.args[1]);
+      if (!bytes.ok() || *bytes == 0) {
+        return conf::invalid_value(n, 1, bytes.ok() ? "must be more than 0" : bytes.error().what);
+      }
+      in.buffer = {*count, *bytes};
+      return ok_status();
+    }
+    if (n.name == "tether_allow_origin") {
+      for (size_t i = 0; i < n.args.size(); ++i) {
+        const auto& o = n.args[i];
+        bool ok = o == "*" || ((o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0) && o.back() != '/');
+        if (!ok) return conf::invalid_value(n, i, "expected * or scheme://host[:port] with no path");
+      }
+      in.origins = n.args;
+      return ok_status();
+    }
     if (n.name == "client_max_body_size") {
       auto v = conf::parse_size(n.args[0]);
       if (!v.ok()) return conf::invalid_value(n, 0, v.error().what);
@@ -291,6 +349,23 @@ class Builder {
     if (auto st = merge_modules(server_in, in, true); !st.ok()) return st;
     loc->connect_timeout = in.connect_timeout.value_or(loc->connect_timeout);
     loc->transports = in.transports.value_or(loc->transports);
+    loc->max_message = in.max_message.value_or(loc->max_message);
+    if (in.buffer) {
+      loc->session.max_messages = in.buffer->first;
+      loc->session.max_bytes = in.buffer->second;
+    }
+    loc->session.linger = in.linger.value_or(loc->session.linger);
+    loc->session.poll_timeout = in.poll_timeout.value_or(loc->session.poll_timeout);
+    loc->session.heartbeat = in.heartbeat.value_or(loc->session.heartbeat);
+    loc->session.sse_padding = in.sse_padding.value_or(loc->session.sse_padding);
+    loc->session.sse_retry = in.sse_retry;
+    if (in.origins) {
+      loc->origins_checked = true;
+      for (const auto& o : *in.origins) {
+        if (o == "*") loc->any_origin = true;
+        else loc->allow_origins.push_back(o);
+      }
+    }
     loc->modules = std::move(in.modules);
     srv.locations.push_back(std::move(loc));
     return ok_status();
@@ -351,6 +426,15 @@ class Builder {
 };
 
 }  // namespace
+
+bool LocationConf::origin_allowed(std::string_view origin) const {
+  if (!origins_checked || any_origin) return true;
+  for (const auto& o : allow_origins) {
+    // Scheme and host are case-insensitive (RFC 6454 serialises them in lower case).
+    if (o.size() == origin.size() && strncasecmp(o.data(), origin.data(), o.size()) == 0) return true;
+  }
+  return false;
+}
 
 const LocationConf* ServerConf::match(std::string_view path) const {
   const LocationConf* best = nullptr;

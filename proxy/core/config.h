@@ -57,6 +57,17 @@ struct PassTarget {
 
 enum Transport : unsigned { kWebsocket = 1u << 0, kSse = 1u << 1, kPoll = 1u << 2 };
 
+// Settings of the sessions of SSE and long-poll clients (DESIGN.md, "The edge protocol").
+struct SessionConf {
+  size_t max_messages = 1000;           // tether_buffer MESSAGES BYTES: per-session bound
+  size_t max_bytes = 1u << 20;
+  Millis linger{30'000};                // tether_session_linger
+  Millis poll_timeout{25'000};          // tether_poll_timeout
+  Millis heartbeat{15'000};             // tether_heartbeat
+  bool sse_padding = false;             // tether_sse_padding
+  std::optional<Millis> sse_retry;      // tether_sse_retry
+};
+
 struct LocationConf {
   bool exact = false;
   std::string path;
@@ -66,6 +77,13 @@ struct LocationConf {
   std::optional<PassTarget> pass;
   unsigned transports = kWebsocket | kSse | kPoll;
   Millis connect_timeout{10'000};  // TCP connect + WebSocket handshake with the upstream
+  uint64_t max_message = 16u << 20;  // tether_max_message: either way, any transport
+  SessionConf session;
+  // tether_allow_origin: unset -> no Origin checks and no CORS; "*" -> any origin.
+  bool origins_checked = false;
+  bool any_origin = false;
+  std::vector<std::string> allow_origins;
+  bool origin_allowed(std::string_view origin) const;
   std::vector<std::unique_ptr<ModuleConf>> modules;  // indexed like all_modules()
 };
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/core/http_connection.h"
+#include "proxy/session/session.h"
 #include "proxy/util/log.h"
 
 namespace tether {
@@ -62,7 +63,8 @@ std::string format_address(const sockaddr* sa) {
   return "unix";
 }
 
-Core::Core(ConfigPtr config) : base_(event_base_new()), config_(std::move(config)) {
+Core::Core(ConfigPtr config)
+    : base_(event_base_new()), config_(std::move(config)), sessions_(std::make_unique<session::SessionTable>()) {
   TETHER_RELEASE_ASSERT(base_);
   // No /etc/resolv.conf is no reason not to start: IP-literal upstreams need no resolver.
   dns_.reset(evdns_base_new(base_.get(), EVDNS_BASE_INITIALIZE_NAMESERVERS |

@@ -14,6 +14,10 @@
 
 namespace tether {
 
+namespace session {
+class SessionTable;
+}
+
 // Anything the core keeps alive: HTTP connections, relays, sessions.
 class Owned {
  public:
@@ -37,6 +41,7 @@ class Core {
   event_base* base() const { return base_.get(); }
   evdns_base* dns() const { return dns_.get(); }
   const ConfigPtr& config() const { return config_; }
+  session::SessionTable& sessions() { return *sessions_; }
 
   template <class T>
   T& adopt(std::unique_ptr<T> obj) {
@@ -56,6 +61,7 @@ class Core {
   EventBasePtr base_;  // first member: destroyed last
   DnsBasePtr dns_;
   ConfigPtr config_;
+  std::unique_ptr<session::SessionTable> sessions_;  // outlives the sessions in live_
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<Owned*, std::unique_ptr<Owned>> live_;
   std::vector<std::unique_ptr<Owned>> graveyard_;

@@ -3,8 +3,10 @@
 #include <event2/buffer.h>
 
 #include <cstring>
+#include <utility>
 
 #include "module/module.h"
+#include "proxy/core/cors.h"
 #include "proxy/util/log.h"
 
 namespace tether {
@@ -25,6 +27,7 @@ void on_read(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ct
 void on_write(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_write(); }
 void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_event(what); }
 void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_timeout(); }
+void on_kick(evutil_socket_t, short, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_kick(); }
 
 timeval to_timeval(Millis ms) {
   return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
@@ -87,6 +90,7 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
   }
   peer_ip_ = ip;
   timer_.reset(evtimer_new(core.base(), on_timer, this));
+  kick_.reset(event_new(core.base(), -1, 0, on_kick, this));
 }
 
 HttpConnection::~HttpConnection() = default;
@@ -159,15 +163,26 @@ void HttpConnection::dispatch(http::Request& req) {
     respond(*loc->return_status, "text/plain", loc->return_text);
     return;
   }
+  if (req.method == "OPTIONS" && loc->pass) {
+    answer_options(*this, req, *loc);
+    return;
+  }
   RequestContext ctx{core_, *this, req, *loc};
   const auto& modules = config_->modules;
+  dispatching_ = true;
   for (size_t i = 0; i < modules.size(); ++i) {
-    if (modules[i]->handle && modules[i]->handle(ctx, *loc->modules[i])) return;
+    if (modules[i]->handle && modules[i]->handle(ctx, *loc->modules[i])) {
+      dispatching_ = false;
+      return;
+    }
   }
+  dispatching_ = false;
   if (loc->pass && req.upgrade) {
     respond_error(404, "WebSocket is not enabled at " + loc->path);
-  } else if (loc->pass) {
+  } else if (loc->pass && loc->transports == kWebsocket) {
     respond_error(426, "this location takes WebSocket upgrades only", {{"Upgrade", "websocket"}});
+  } else if (loc->pass) {
+    respond_error(400, "expected a WebSocket upgrade, Accept: text/event-stream, or tether-transport=poll");
   } else {
     respond_error(404, "nothing is configured to answer " + req.path);
   }
@@ -188,9 +203,20 @@ void HttpConnection::respond_error(int status, std::string_view reason, const He
   finish_response(close);
 }
 
+void HttpConnection::defer(DeferredResponse* waiter) {
+  TETHER_ASSERT(busy_ && !deferred_);
+  deferred_ = waiter;
+}
+
+void HttpConnection::handle_kick() { process(); }
+
 void HttpConnection::finish_response(bool close) {
   busy_ = false;
   served_any_ = true;
+  deferred_ = nullptr;
+  // Answered later than its dispatch: go on with pipelined requests from the loop, not from
+  // inside whoever answered.
+  if (!dispatching_ && !close) event_active(kick_.get(), EV_TIMEOUT, 0);
   if (close) {
     closing_ = true;
     bufferevent_disable(bev_.get(), EV_READ);
@@ -201,6 +227,7 @@ void HttpConnection::finish_response(bool close) {
 
 BufferEventPtr HttpConnection::detach() {
   evtimer_del(timer_.get());
+  event_del(kick_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
   bufferevent_set_timeouts(bev_.get(), nullptr, nullptr);
@@ -228,8 +255,10 @@ void HttpConnection::handle_event(short what) {
     TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err, evutil_socket_error_to_string(err),
                peer_.c_str());
   }
-  // EOF: a client may half-close after its last request; answer what is queued first.
-  if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) && (busy_ || parser_.has_request())) {
+  // EOF: a client may half-close after its last request; answer what is queued first. But a
+  // held response (a long poll) whose client closed is abandoned: nobody would read it.
+  if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) && !deferred_ &&
+      (busy_ || parser_.has_request())) {
     keep_alive_ = false;
     return;
   }
@@ -285,7 +314,9 @@ void HttpConnection::linger() {
 
 void HttpConnection::close_now() {
   if (!bev_) return;
+  if (DeferredResponse* d = std::exchange(deferred_, nullptr)) d->on_client_gone();
   evtimer_del(timer_.get());
+  event_del(kick_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bev_.reset();
   core_.retire(this);

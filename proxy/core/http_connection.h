@@ -25,6 +25,17 @@ std::string format_response(int status, std::string_view content_type, std::stri
 // The body of every error: one line, then "\n".
 std::string error_body(std::string_view reason);
 
+// A module that answers a request later (a held poll, a POST waiting for its turn) registers
+// with HttpConnection::defer(); if the client leaves first, the connection calls
+// on_client_gone() once and forgets it.
+class DeferredResponse {
+ public:
+  virtual void on_client_gone() = 0;
+
+ protected:
+  ~DeferredResponse() = default;
+};
+
 class HttpConnection : public Owned {
  public:
   HttpConnection(Core& core, ConfigPtr config, const ServerConf& server, evutil_socket_t fd, const sockaddr* peer,
@@ -40,6 +51,9 @@ class HttpConnection : public Owned {
   // Gives up the socket (with any bytes read but not parsed still in its input buffer) and
   // retires. The caller owns the bufferevent, with no callbacks set and reading disabled.
   BufferEventPtr detach();
+  // The request being handled will be answered later, through respond*(). Until then the
+  // connection reads no further request (pipelined ones wait) and runs no idle timer.
+  void defer(DeferredResponse* waiter);
 
   const std::string& peer_ip() const { return peer_ip_; }
   const std::string& peer() const { return peer_; }
@@ -50,6 +64,7 @@ class HttpConnection : public Owned {
   void handle_write();
   void handle_event(short what);
   void handle_timeout();
+  void handle_kick();
 
  private:
   void process();
@@ -64,6 +79,9 @@ class HttpConnection : public Owned {
   const ServerConf& server_;
   BufferEventPtr bev_;
   EventPtr timer_;
+  EventPtr kick_;                // runs process() from the loop after a deferred response
+  DeferredResponse* deferred_ = nullptr;
+  bool dispatching_ = false;
   http::RequestParser parser_;
   std::string peer_ip_, peer_;
   uint64_t id_;

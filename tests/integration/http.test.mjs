@@ -16,6 +16,7 @@ ${listen}
     location = /two { return 200 "two"; }
     location = /three { return 200 "three"; }
     location /ws/ { tether_pass ws://127.0.0.1:${passPort}; }
+    location /wsonly/ { tether_pass ws://127.0.0.1:${passPort}; tether_transports websocket; }
 }
 `;
 }
@@ -183,9 +184,18 @@ describe('HTTP edge cases (raw sockets)', () => {
     await c.waitClose();
   });
 
-  test('a plain GET to a tether_pass location → 426', { timeout: TEST_TIMEOUT }, async () => {
+  test('a plain GET to a WebSocket-only tether_pass location → 426', { timeout: TEST_TIMEOUT }, async () => {
     const c = await connect();
-    assertOneLineReason(await c.request(get('/ws/chat')), 426);
+    const res = await c.request(get('/wsonly/chat'));
+    assertOneLineReason(res, 426);
+    assert.equal(res.headers.upgrade, 'websocket');
+  });
+
+  test('a plain GET to a location with every transport → 400 naming the ways in', { timeout: TEST_TIMEOUT }, async () => {
+    const c = await connect();
+    const res = await c.request(get('/ws/chat'));
+    assertOneLineReason(res, 400);
+    assert.match(res.body, /WebSocket upgrade.*text\/event-stream.*tether-transport=poll/);
   });
 
   test('a request head that stalls → 408 (client_header_timeout 2s), then close', { timeout: TEST_TIMEOUT }, async () => {

@@ -244,11 +244,11 @@ server {
     assert.match(res.body, /^[^\r\n]*\S[^\r\n]*\r?\n?$/, `body ${JSON.stringify(res.body)}`);
   });
 
-  test('a plain GET to a tether_pass location → 426', { timeout: TEST_TIMEOUT }, async () => {
+  test('a plain GET to a tether_pass location (all transports) → 400', { timeout: TEST_TIMEOUT }, async () => {
     const conn = await RawHttp.connect(tether.port);
     try {
       const res = await conn.request(`GET /echo/plain HTTP/1.1\r\nHost: 127.0.0.1:${tether.port}\r\n\r\n`);
-      assertOneLineReason(res, 426, 'non-upgrade GET');
+      assertOneLineReason(res, 400, 'non-upgrade GET');
     } finally {
       conn.destroy();
     }

@@ -79,6 +79,15 @@ function track(child) {
   child.once('exit', () => liveChildren.delete(child));
 }
 
+/**
+ * Registers a child process spawned by a test (e.g. curl) so that it is killed by pid when
+ * the test process exits, like the servers started here. Returns the child.
+ */
+export function trackChild(child) {
+  track(child);
+  return child;
+}
+
 function exitPromise(child) {
   if (child.exitCode !== null || child.signalCode !== null) {
     return Promise.resolve({ code: child.exitCode, signal: child.signalCode });

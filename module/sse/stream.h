@@ -1,0 +1,55 @@
+#pragma once
+// One text/event-stream response carrying a session's messages to an SSE client. It owns the
+// client's socket (taken from its HttpConnection) and is the session's subscriber while open.
+
+#include <string>
+
+#include "proxy/core/core.h"
+#include "proxy/session/session.h"
+#include "proxy/util/header_list.h"
+
+namespace tether::sse {
+
+class Stream : public Owned, public session::Subscriber {
+ public:
+  Stream(Core& core, BufferEventPtr client, std::string peer, HeaderList cors, const SessionConf& conf);
+  ~Stream() override;
+
+  // A new session: waits for its upstream. The session's DONE must call on_open; if the
+  // client leaves first, the stream abandons the session, which then never calls back.
+  void start_new(session::Session& s);
+  // Sends the head and tether-open, or 502 with the reason.
+  void on_open(Status status);
+  // An existing session, resumed after seq AFTER (Last-Event-ID).
+  void start_resume(session::Session& s, uint64_t after);
+
+  void on_session_ready(session::Session& s) override;
+  void on_session_gone(session::Session& s) override;
+
+  // Callbacks (public for the C trampolines).
+  void handle_read();
+  void handle_write();
+  void handle_event(short what);
+  void handle_heartbeat();
+
+ private:
+  void write_head();
+  void flush();
+  void finish();      // close the connection once the output is written
+  void close_now();
+
+  Core& core_;
+  BufferEventPtr bev_;
+  std::string peer_;
+  HeaderList cors_;
+  SessionConf conf_;
+  session::Session* session_ = nullptr;
+  EventPtr heartbeat_;
+  std::string out_;
+  uint64_t cursor_ = 0;  // last seq written
+  bool open_ = false;    // head written, streaming
+  bool finishing_ = false;
+  bool retired_ = false;
+};
+
+}  // namespace tether::sse

@@ -1,0 +1,328 @@
+#include "proxy/session/session.h"
+
+#include <chrono>
+#include <utility>
+
+#include "proxy/session/session_id.h"
+#include "proxy/upstream/request.h"
+#include "proxy/util/log.h"
+
+namespace tether::session {
+namespace {
+
+void on_linger(evutil_socket_t, short, void* ctx) noexcept { static_cast<Session*>(ctx)->handle_linger(); }
+void on_full(evutil_socket_t, short, void* ctx) noexcept { static_cast<Session*>(ctx)->handle_full(); }
+
+timeval to_timeval(Millis ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Session::Session(Core& core, SessionTable& table, std::string id, Kind kind, const SessionConf& conf,
+                 uint64_t max_message, std::string client_peer)
+    : core_(core),
+      table_(table),
+      id_(std::move(id)),
+      log_id_(log_prefix(id_)),
+      kind_(kind),
+      conf_(conf),
+      max_message_(max_message),
+      client_peer_(std::move(client_peer)),
+      outbox_(conf.max_messages, conf.max_bytes),
+      sends_(conf.max_messages) {
+  linger_timer_.reset(evtimer_new(core.base(), on_linger, this));
+  full_timer_.reset(evtimer_new(core.base(), on_full, this));
+}
+
+Session::~Session() {
+  if (in_table_ && !ended_) table_.remove(this);
+}
+
+void Session::connect(const UpstreamServer& server, UpstreamRequest request, Millis timeout, OpenDone done) {
+  open_done_ = std::move(done);
+  upstream_name_ = server.text;
+  connector_ = std::make_unique<Connector>(core_.base(), core_.dns(), server, std::move(request), timeout,
+                                           [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  connector_->start();
+}
+
+void Session::on_upstream(Result<UpstreamSocket> result) {
+  auto done = std::move(open_done_);
+  if (!result.ok()) {
+    // Never in the table; the connector is freed with the session, after this callback.
+    ended_ = true;
+    maybe_retire();
+    if (done) done(result.error());
+    return;
+  }
+  UpstreamSocket& sock = result.value();
+  protocol_ = sock.protocol;
+  up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient,
+                                     ws::DecoderLimits{.max_message = max_message_},
+                                     static_cast<WsEndpointOwner&>(*this), "upstream " + sock.server);
+  table_.insert(this);
+  in_table_ = true;
+  TETHER_LOG(kInfo, "session %s open (%s), client: %s, upstream: %s", log_id_.c_str(),
+             kind_ == Kind::kSse ? "sse" : "poll", client_peer_.c_str(), sock.server.c_str());
+  up_->start();
+  start_linger();  // until a client attaches
+  if (done) done(ok_status());
+}
+
+void Session::abandon() {
+  if (ended_) return;
+  if (!up_) {
+    // Still connecting: dropping the connector cancels the attempt (not called from inside it).
+    connector_.reset();
+    ended_ = true;
+    maybe_retire();
+    return;
+  }
+  end("the client left");
+}
+
+void Session::attach(Subscriber* s) {
+  if (subscriber_ == s) return;
+  Subscriber* old = std::exchange(subscriber_, s);
+  if (s) {
+    evtimer_del(linger_timer_.get());
+  } else if (!ended_) {
+    start_linger();
+  }
+  if (old) old->on_session_gone(*this);
+}
+
+void Session::touch() {
+  if (!subscriber_ && !ended_) start_linger();
+}
+
+void Session::detach(Subscriber* s) {
+  if (subscriber_ != s) return;
+  subscriber_ = nullptr;
+  if (!ended_) start_linger();
+}
+
+void Session::start_linger() {
+  timeval tv = to_timeval(conf_.linger);
+  evtimer_add(linger_timer_.get(), &tv);
+}
+
+void Session::notify() {
+  if (subscriber_) subscriber_->on_session_ready(*this);
+}
+
+void Session::delivered_through(uint64_t seq) {
+  outbox_.mark_delivered(seq);
+  check_backlog();
+}
+
+void Session::release_through(uint64_t ack) {
+  outbox_.release_through(ack);
+  check_backlog();
+}
+
+// A full buffer stops reading the upstream, so the backend feels TCP back-pressure; room in
+// the buffer starts it again. Full for longer than the linger ends the session.
+void Session::check_backlog() {
+  if (!up_ || up_->gone()) return;
+  bool full = outbox_.backlog_full();
+  if (full && !paused_) {
+    paused_ = true;
+    up_->pause_reading();
+    timeval tv = to_timeval(conf_.linger);
+    evtimer_add(full_timer_.get(), &tv);
+  } else if (!full && paused_) {
+    paused_ = false;
+    up_->resume_reading();
+    evtimer_del(full_timer_.get());
+  }
+}
+
+void Session::close_delivered() { end("its close was delivered"); }
+
+void Session::close_by_client() {
+  if (ended_) return;
+  if (!close_) {
+    if (up_ && !up_->gone()) up_->send_close(ws::close_code::kNormal, "closed by client");
+    set_closed(ws::close_code::kNormal, "closed by client");
+    notify();
+  }
+  end("the client closed it");
+}
+
+Session::SendResult Session::send(uint64_t seq, ws::Opcode opcode, std::string payload, SendWaiter* waiter) {
+  if (ended_ || close_ || !up_ || up_->gone()) return SendResult::kEnded;
+  HeldSend entry{opcode, std::move(payload), {waiter}};
+  size_t size = entry.payload.size();
+  // Early messages count against the session's byte bound too, so holding them is bounded.
+  if (seq > sends_.next() && !sends_.held(seq) && held_bytes_ + size > conf_.max_bytes) {
+    return SendResult::kTooFarAhead;
+  }
+  // On kReady the sequencer does not take ENTRY: it is forwarded from here.
+  switch (sends_.offer(seq, std::move(entry))) {
+    case Sequencer<HeldSend>::Verdict::kReady:
+      up_->send(entry.opcode, entry.payload);
+      while (auto next = sends_.pop_ready()) {
+        held_bytes_ -= next->second.payload.size();
+        up_->send(next->second.opcode, next->second.payload);
+        for (SendWaiter* w : next->second.waiters) w->on_send_done(true);
+      }
+      return SendResult::kForwarded;
+    case Sequencer<HeldSend>::Verdict::kHeld:
+      held_bytes_ += size;
+      return SendResult::kHeld;
+    case Sequencer<HeldSend>::Verdict::kAlreadyHeld:
+      sends_.held(seq)->waiters.push_back(waiter);
+      return SendResult::kHeld;
+    case Sequencer<HeldSend>::Verdict::kDuplicate:
+      return SendResult::kDuplicate;
+    case Sequencer<HeldSend>::Verdict::kTooFarAhead:
+    case Sequencer<HeldSend>::Verdict::kInvalid:
+      break;
+  }
+  return SendResult::kTooFarAhead;
+}
+
+void Session::cancel_send(uint64_t seq, SendWaiter* waiter) {
+  if (HeldSend* h = sends_.held(seq)) std::erase(h->waiters, waiter);
+}
+
+void Session::set_closed(uint16_t code, std::string reason) {
+  if (close_) return;
+  close_ = CloseInfo{code, std::move(reason)};
+  evtimer_del(full_timer_.get());
+  // Sends still waiting for their turn will never go: tell their clients.
+  for (auto& [seq, held] : sends_.take_all()) {
+    for (SendWaiter* w : held.waiters) w->on_send_done(false);
+  }
+  held_bytes_ = 0;
+}
+
+void Session::end(const char* why) {
+  if (ended_) return;
+  ended_ = true;
+  TETHER_LOG(kInfo, "session %s ended: %s, client: %s", log_id_.c_str(), why, client_peer_.c_str());
+  if (in_table_) table_.remove(this);
+  in_table_ = false;
+  evtimer_del(linger_timer_.get());
+  evtimer_del(full_timer_.get());
+  if (!close_) set_closed(ws::close_code::kGoingAway, why);
+  if (Subscriber* s = std::exchange(subscriber_, nullptr)) s->on_session_gone(*this);
+  if (up_ && !up_->gone() && !up_->close_sent()) up_->send_close(ws::close_code::kGoingAway, why);
+  maybe_retire();
+}
+
+void Session::maybe_retire() {
+  if (retired_ || !ended_ || (up_ && !up_->gone())) return;
+  retired_ = true;
+  core_.retire(this);
+}
+
+void Session::handle_linger() {
+  TETHER_LOG(kInfo, "session %s: no client for %lld ms", log_id_.c_str(),
+             static_cast<long long>(conf_.linger.count()));
+  end("no client came back within tether_session_linger");
+}
+
+void Session::handle_full() {
+  TETHER_LOG(kInfo, "session %s: buffer full for %lld ms, the client is too slow", log_id_.c_str(),
+             static_cast<long long>(conf_.linger.count()));
+  if (up_ && !up_->gone()) up_->send_close(ws::close_code::kGoingAway, "client too slow");
+  set_closed(ws::close_code::kPolicy, "session buffer full for too long: the client is too slow");
+  notify();
+}
+
+void Session::on_ws_message(WsEndpoint&, ws::Opcode opcode, std::string& payload) {
+  outbox_.push(opcode == ws::Opcode::kBinary, std::move(payload));
+  check_backlog();
+  notify();
+}
+
+void Session::on_ws_ping(WsEndpoint&, std::string_view payload) { up_->send(ws::Opcode::kPong, payload); }
+void Session::on_ws_pong(WsEndpoint&, std::string_view) {}
+
+void Session::on_ws_close(WsEndpoint&, uint16_t code, std::string_view reason) {
+  set_closed(code, std::string(reason));
+  // Reply with the same code (RFC 6455 5.5.1); the endpoint closes TCP once both crossed.
+  if (!up_->close_sent()) up_->send_close(code, reason);
+  notify();
+}
+
+void Session::on_ws_error(WsEndpoint&, uint16_t code, std::string_view reason) {
+  TETHER_LOG(kInfo, "session %s: upstream %s broke the WebSocket protocol (%u: %.*s)", log_id_.c_str(),
+             upstream_name_.c_str(), code, static_cast<int>(reason.size()), reason.data());
+  set_closed(code, "upstream protocol error: " + std::string(reason));
+  notify();
+}
+
+void Session::on_ws_gone(WsEndpoint&) {
+  if (!close_) {
+    TETHER_LOG(kInfo, "session %s: upstream %s closed the connection without a close frame", log_id_.c_str(),
+               upstream_name_.c_str());
+    set_closed(ws::close_code::kAbnormal, "upstream connection lost");
+    notify();
+  }
+  maybe_retire();
+}
+
+void Session::on_ws_drained(WsEndpoint&) {}
+
+SessionTable::SessionTable(Millis tombstone_life, size_t max_tombstones)
+    : tombstone_life_(tombstone_life), max_tombstones_(max_tombstones) {}
+
+Session* SessionTable::find(std::string_view id) const {
+  auto it = live_.find(id);
+  return it == live_.end() ? nullptr : it->second;
+}
+
+bool SessionTable::recently_ended(std::string_view id) const {
+  auto it = ended_.find(id);
+  return it != ended_.end() && it->second > now_ms();
+}
+
+void SessionTable::insert(Session* s) {
+  prune();
+  live_.emplace(s->id(), s);
+}
+
+void SessionTable::remove(Session* s) {
+  live_.erase(s->id());
+  int64_t expiry = now_ms() + tombstone_life_.count();
+  if (ended_.emplace(s->id(), expiry).second) ended_by_time_.emplace(expiry, s->id());
+  prune();
+}
+
+// Drops expired tombstones, and the oldest ones beyond the bound.
+void SessionTable::prune() {
+  int64_t now = now_ms();
+  while (!ended_by_time_.empty() &&
+         (ended_by_time_.begin()->first <= now || ended_by_time_.size() > max_tombstones_)) {
+    ended_.erase(ended_by_time_.begin()->second);
+    ended_by_time_.erase(ended_by_time_.begin());
+  }
+}
+
+Session& open_session(Core& core, const http::Request& req, const LocationConf& loc, const std::string& peer_ip,
+                      const std::string& peer, Kind kind, Session::OpenDone done) {
+  auto s = std::make_unique<Session>(core, core.sessions(), make_unique_id(core.sessions()), kind, loc.session,
+                                     loc.max_message, peer);
+  Session& ref = core.adopt(std::move(s));
+  ref.connect(loc.pass->upstream->pick(), build_upstream_request(req, loc, peer_ip), loc.connect_timeout,
+              std::move(done));
+  return ref;
+}
+
+std::string make_unique_id(const SessionTable& table) {
+  for (;;) {
+    std::string id = new_session_id();
+    if (!table.find(id) && !table.recently_ended(id)) return id;
+  }
+}
+
+}  // namespace tether::session

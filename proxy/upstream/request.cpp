@@ -1,0 +1,70 @@
+#include "proxy/upstream/request.h"
+
+#include <strings.h>
+
+namespace tether {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::string strip_tether_params(std::string_view query) {
+  std::string out;
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    if (!item.empty() && item.substr(0, 7) != "tether-") {
+      if (!out.empty()) out += '&';
+      out += item;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+UpstreamRequest build_upstream_request(const http::Request& req, const LocationConf& loc, const std::string& peer_ip) {
+  UpstreamRequest up;
+  if (loc.pass->has_path) {
+    up.target = loc.pass->path;
+    if (!loc.exact) up.target += req.path.substr(std::min(req.path.size(), loc.path.size()));
+  } else {
+    up.target = req.path;
+  }
+  std::string query = strip_tether_params(req.query);
+  if (!query.empty()) up.target += "?" + query;
+
+  std::string xff;
+  for (const auto& h : req.headers) {
+    if (iequals(h.name, "Sec-WebSocket-Protocol")) {
+      std::string_view list = h.value;
+      while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = trim(list.substr(0, comma));
+        if (!item.empty()) up.protocols.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+      }
+      continue;
+    }
+    for (std::string_view name : {"Cookie", "Authorization", "Origin", "User-Agent"}) {
+      if (iequals(h.name, name)) up.headers.emplace_back(std::string(name), h.value);
+    }
+    if (iequals(h.name, "X-Forwarded-For")) xff += (xff.empty() ? "" : ", ") + h.value;
+  }
+  up.headers.emplace_back("X-Forwarded-For", xff.empty() ? peer_ip : xff + ", " + peer_ip);
+  up.headers.emplace_back("X-Forwarded-Proto", "http");
+  if (const std::string* host = req.header("Host")) up.headers.emplace_back("X-Forwarded-Host", *host);
+  return up;
+}
+
+}  // namespace tether
