@@ -49,6 +49,12 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       conn.respond_error(400, "session " + s->log_id() + " is a long-poll session", cors);
       return true;
     }
+    if (s->close_info() && seq == s->outbox().last_seq() + 1) {
+      // The id of tether-close: the client has everything, the session has ended.
+      s->close_delivered();
+      conn.respond(204, "", "", cors);
+      return true;
+    }
     if (seq > s->outbox().last_seq()) {
       conn.respond_error(400, "Last-Event-ID is ahead of the session", cors);
       return true;

@@ -120,14 +120,17 @@ void Stream::flush() {
   if (close_now) {
     json_t* c = json_pack("{s:i,s:s%}", "code", static_cast<int>(s.close_info()->code), "reason",
                           s.close_info()->reason.data(), s.close_info()->reason.size());
-    session::append_sse_event(out_, "tether-close", json_dump(c));
+    // The close has an id one past the last message: a reconnect naming it proves the client
+    // got the close; one naming an earlier seq gets the rest and the close again.
+    session::append_sse_event(out_, "tether-close", json_dump(c), s.id() + "." + std::to_string(box.last_seq() + 1));
   }
   if (!out_.empty()) bufferevent_write(bev_.get(), out_.data(), out_.size());
   if (cursor_ > box.delivered_through()) s.delivered_through(cursor_);
   if (close_now) {
-    session_->detach(this);
+    // Written is not delivered (the connection may drop before the client reads it): the
+    // session stays, closed, until the client proves receipt or its linger runs out.
     session_ = nullptr;
-    s.close_delivered();  // ends the session; it no longer calls us
+    s.detach(this);
     finish();
   }
 }

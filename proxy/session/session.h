@@ -8,8 +8,9 @@
 //   open        in the table; a client may attach (an SSE stream, a held poll)
 //   closed      the backend closed (or the upstream dropped): close_info() is set; what is
 //               buffered, then the close, is still delivered to the client
-//   ended       removed from the table (a tombstone remembers the id): after the close was
-//               delivered, a DELETE, or the linger running out. The object itself lives on
+//   ended       removed from the table (a tombstone remembers the id): after the client proved
+//               it has the close, a DELETE, or the linger running out (a written close may
+//               never have arrived, so the session waits for the client or its linger). The object itself lives on
 //               until its upstream connection has finished its close handshake, then retires.
 
 #include <cstdint>
@@ -97,7 +98,7 @@ class Session : public Owned, private WsEndpointOwner {
   void delivered_through(uint64_t seq);
   // Poll: the client has every message through ACK.
   void release_through(uint64_t ack);
-  // The close reached the client (SSE: tether-close was written): the session ends.
+  // The close reached the client (SSE: a reconnect named tether-close's id): the session ends.
   void close_delivered();
 
   enum class SendResult { kForwarded, kHeld, kDuplicate, kTooFarAhead, kEnded };

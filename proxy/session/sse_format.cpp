@@ -96,12 +96,20 @@ void append_sse_padding(std::string& out) {
   out += "\n\n";
 }
 
+constexpr size_t kMaxIdToken = 64;
+
 bool parse_last_event_id(std::string_view value, std::string& sid, uint64_t& seq) {
   const size_t dot = value.find('.');
   if (dot == std::string_view::npos) return false;
   std::string_view id = value.substr(0, dot);
   std::string_view digits = value.substr(dot + 1);
-  if (!is_session_id(id) || digits.empty()) return false;  // an id has no '.', so DOT is the first
+  // Ids are opaque to clients (a routing prefix may come), so any base64url token up to 64
+  // characters is well formed; whether it names a session is the table's question.
+  if (id.empty() || id.size() > kMaxIdToken || digits.empty()) return false;
+  for (char c : id) {
+    bool b64url = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!b64url) return false;
+  }
   for (char c : digits) {
     if (c < '0' || c > '9') return false;  // also rejects a second '.', signs and spaces
   }

@@ -22,8 +22,9 @@ void append_sse_retry(std::string& out, uint64_t ms);
 // A comment of 2 KiB, for middleboxes that buffer the start of a response.
 void append_sse_padding(std::string& out);
 
-// "<sid>.<seq>" -> sid, seq. False unless sid is a session id and seq a decimal number
-// (no sign, no leading '+', fits in 63 bits).
+// "<sid>.<seq>" -> sid, seq. False unless sid is a base64url token of 1 to 64 characters (ids
+// are opaque: a well-formed token that names no session is the caller's "unknown", not
+// "malformed") and seq a decimal number (no sign, fits in 63 bits).
 bool parse_last_event_id(std::string_view value, std::string& sid, uint64_t& seq);
 
 // Standard base64 (with padding) of DATA, via OpenSSL's EVP_EncodeBlock.
