@@ -165,6 +165,7 @@ export async function startTether(confText, { args = [] } = {}) {
   const child = spawn(bin, [...args, '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   const stderrLines = [];
+  const stderrWaiters = [];
   const stdoutLines = [];
   const ports = [];
   readline.createInterface({ input: child.stdout }).on('line', (l) => stdoutLines.push(l));
@@ -178,6 +179,12 @@ export async function startTether(confText, { args = [] } = {}) {
   const ready = new Promise((resolve, reject) => {
     stderr.on('line', (line) => {
       stderrLines.push(line);
+      for (const w of [...stderrWaiters]) {
+        if (w.pred(line)) {
+          stderrWaiters.splice(stderrWaiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
       const m = /listening on (\S+):(\d+)/.exec(line);
       if (m) {
         ports.push(Number(m[2]));
@@ -213,6 +220,20 @@ export async function startTether(confText, { args = [] } = {}) {
     stderrLines,
     stdoutLines,
     confFile: file,
+    /** The first stderr line (past or future) for which pred(line) is true: tether's log as an event. */
+    waitStderr(pred, what = 'a log line', timeoutMs = DEFAULT_TIMEOUT_MS) {
+      const found = stderrLines.find(pred);
+      if (found) return Promise.resolve(found);
+      let waiter;
+      const p = new Promise((resolve) => {
+        waiter = { pred, resolve };
+        stderrWaiters.push(waiter);
+      });
+      return withTimeout(p, timeoutMs, what).finally(() => {
+        const i = stderrWaiters.indexOf(waiter);
+        if (i >= 0) stderrWaiters.splice(i, 1);
+      });
+    },
     dump,
     /** True while the process runs. */
     get running() {

@@ -6,20 +6,20 @@
 // on an event, with a timeout only as a failure guard.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
-import { DEFAULT_TIMEOUT_MS, parseResponse, rawRequest, trackChild, withTimeout } from './harness.mjs';
+import { EventSource } from 'eventsource';
+import { DEFAULT_TIMEOUT_MS, RawHttp, parseResponse, rawRequest, trackChild, withTimeout } from './harness.mjs';
 
 /** A session id: at least 128 bits of base64url (22 characters or more). */
 export const SID_RE = /^[A-Za-z0-9_-]{22,}$/;
 
 /** A well-formed session id that no server has issued (random, 32 base64url characters). */
 export function unknownSid() {
-  const bytes = new Uint8Array(24);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
-  return Buffer.from(bytes).toString('base64url');
+  return randomBytes(24).toString('base64url');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +519,37 @@ export function assertMessage(ev, sid, seq, data) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The npm `eventsource` client
+
+/**
+ * An `eventsource` EventSource on `url` whose events go to a queue, in order, as
+ *   { type: 'open' | 'message' | 'binary' | 'tether-open' | 'tether-gap' | 'tether-close',
+ *     data, lastEventId }   and   { type: 'error', code, message, readyState }.
+ * closeOnTetherClose (default true): close() inside the tether-close listener, so that the
+ * EventSource does not reconnect after the session ended.
+ * Returns { es, take(pred, opts), close() }.
+ */
+export function eventSource(url, { closeOnTetherClose = true, init } = {}) {
+  const es = new EventSource(url, init);
+  const queue = new ItemQueue(() => `EventSource ${url}`);
+  for (const type of ['message', 'binary', 'tether-open', 'tether-gap', 'tether-close']) {
+    es.addEventListener(type, (e) => {
+      if (type === 'tether-close' && closeOnTetherClose) es.close();
+      queue.push({ type, data: e.data, lastEventId: e.lastEventId });
+    });
+  }
+  es.addEventListener('open', () => queue.push({ type: 'open' }));
+  es.addEventListener('error', (e) => queue.push({ type: 'error', code: e.code, message: e.message, readyState: es.readyState }));
+  return {
+    es,
+    take: (pred, opts = {}) => queue.take(pred, opts),
+    /** The next item of `type` (items of other types before it are skipped). */
+    next: (type, opts = {}) => queue.take((i) => i.type === type, { what: `a ${type} event`, ...opts }),
+    close: () => es.close(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // curl -N as an SSE client
 
 /**
@@ -696,6 +727,7 @@ export async function poll(url, sid, ack, { headers = {}, timeoutMs = DEFAULT_TI
 /** Asserts a 200 poll answer and returns its JSON. */
 export function pollJson(res, what = 'poll') {
   assert.equal(res.status, 200, `${what}: ${res.rawHead}\n${res.body}`);
+  assert.ok(res.json && Array.isArray(res.json.messages), `${what}: not a JSON poll answer\n${res.rawHead}\n${res.body}`);
   return res.json;
 }
 
@@ -739,6 +771,41 @@ export async function del(url, sid, { headers = {} } = {}) {
 export function assertNoContent(res, what = '') {
   assert.equal(res.status, 204, `${what ? `${what}: ` : ''}${res.rawHead}\r\n\r\n${res.body ?? ''}`);
   assert.equal(res.body ?? '', '', `${what}: a 204 with a body`);
+}
+
+/**
+ * Starts one request on a raw connection and resolves once its bytes were written (so that a
+ * later roundTrip() proves tether has read it). Returns { response, answered } where response
+ * is a Promise of the parsed response (as RawHttp.readResponse, plus .json for a JSON 200)
+ * and answered() tells whether it has arrived yet.
+ */
+export async function startRequest(port, path, { method = 'GET', headers = {}, body, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+  const conn = await RawHttp.connect(port);
+  const bodyBuf = body === undefined ? null : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
+  let head = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  if (bodyBuf) head += `Content-Length: ${bodyBuf.length}\r\n`;
+  conn.write(bodyBuf ? Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), bodyBuf]) : `${head}\r\n`);
+  let done = false;
+  const response = conn
+    .readResponse({ method, timeoutMs })
+    .then((res) => {
+      if (res.status === 200 && /^application\/json\b/i.test(String(res.headers['content-type']))) {
+        res.json = parseJson(res.body, `the answer to ${method} ${path}`);
+      }
+      return res;
+    })
+    .finally(() => {
+      done = true;
+      conn.destroy();
+    });
+  response.catch(() => {}); // awaited by the caller; never an unhandled rejection meanwhile
+  return { response, answered: () => done, conn };
+}
+
+/** startRequest for a poll: GET path?tether-session=sid&tether-ack=ack. */
+export function startPoll(port, path, sid, ack, opts = {}) {
+  return startRequest(port, withQuery(path, { 'tether-session': sid, 'tether-ack': ack }), opts);
 }
 
 /**
@@ -787,6 +854,34 @@ export function waitBackendMessages(conn, n, timeoutMs = DEFAULT_TIMEOUT_MS) {
 /** The backend's close as seen by startNodeWsBackend, guarded. */
 export function backendClosed(conn, timeoutMs = DEFAULT_TIMEOUT_MS) {
   return withTimeout(conn.closed, timeoutMs, `the backend connection ${conn.path} to close`);
+}
+
+/**
+ * Asserts that this process and `pid` may each open at least `need` file descriptors (Node
+ * raises its soft limit to the hard one, and children inherit it).
+ */
+export function assertFdLimit(pid, need) {
+  for (const p of ['self', String(pid)]) {
+    const limits = fs.readFileSync(`/proc/${p}/limits`, 'utf8');
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+    if (m && m[1] !== 'unlimited') {
+      assert.ok(Number(m[1]) >= need, `this test needs ${need} open files per process; /proc/${p}/limits allows ${m[1]} (raise ulimit -n)`);
+    }
+  }
+}
+
+/**
+ * True when process `pid` runs under AddressSanitizer (libasan mapped, or ASAN_OPTIONS set for
+ * the test run): its allocator keeps freed memory in quarantine, so RSS grows with the bytes
+ * processed even when live memory stays bounded.
+ */
+export function isSanitized(pid) {
+  if (process.env.ASAN_OPTIONS !== undefined) return true;
+  try {
+    return /lib(?:clang_rt\.)?asan/.test(fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** Resident set size of a process in KiB (VmRSS from /proc/<pid>/status). */
