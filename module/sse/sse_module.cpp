@@ -3,6 +3,7 @@
 #include "module/sse/stream.h"
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"
+#include "proxy/routing/router.h"
 #include "proxy/session/sse_format.h"
 
 namespace tether::sse {
@@ -66,10 +67,13 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   }
 
   std::string peer = conn.peer(), peer_ip = conn.peer_ip();
+  routing::RouteKey route = routing::route_key(*loc.pass->upstream, req, peer_ip);
+  for (auto& h : route.set_cookie) cors.push_back(std::move(h));  // the stream's head carries it
   auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), peer, std::move(cors), loc.session);
   Stream& st = ctx.core.adopt(std::move(stream));
-  session::Session& s = session::open_session(ctx.core, req, loc, peer_ip, peer, session::Kind::kSse,
-                                               [&st](Status status) { st.on_open(std::move(status)); });
+  session::Session& s =
+      session::open_session(ctx.core, req, loc, peer_ip, peer, session::Kind::kSse, std::move(route.key),
+                            [&st](Status status) { st.on_open(std::move(status)); });
   st.start_new(s);
   return true;
 }

@@ -35,22 +35,24 @@ Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string cl
 
 Relay::~Relay() = default;
 
-void Relay::start(const UpstreamServer& server, UpstreamRequest request, Millis timeout) {
-  upstream_name_ = server.text;
+void Relay::start(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
+                  int tries, HeaderList extra) {
+  upstream_name_ = up.name;
+  extra_ = std::move(extra);
   // Watch the client while the upstream connects: if it leaves, give up the attempt.
   bufferevent_setcb(pending_client_.get(), on_client_read, nullptr, on_client_event, this);
   bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 64 * 1024);
   bufferevent_enable(pending_client_.get(), EV_READ);
-  connector_ = std::make_unique<Connector>(core_.base(), core_.dns(), server, std::move(request), timeout,
-                                           [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
-  connector_->start();
+  opener_ = std::make_unique<routing::UpstreamOpener>(core_, up, std::move(key), std::move(request), timeout, tries,
+                                                      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  opener_->start();
 }
 
 void Relay::handle_client_event(short what) {
   (void)what;
   // Before the 101 (or after a 502 was flushed): the client is gone, so is the attempt.
   pending_client_.reset();
-  if (connector_) connector_.reset();  // safe: not called from within the connector
+  if (opener_) opener_.reset();  // safe: not called from within the opener
   finish_if_done();
 }
 
@@ -58,7 +60,7 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   if (!pending_client_) return;
   if (!result.ok()) {
     TETHER_LOG(kError, "%s, client: %s", result.error().what.c_str(), client_peer_.c_str());
-    std::string out = format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), {}, true);
+    std::string out = format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), extra_, true);
     bufferevent_setcb(pending_client_.get(), nullptr, on_close_after_write, on_client_event, this);
     bufferevent_disable(pending_client_.get(), EV_READ);
     bufferevent_enable(pending_client_.get(), EV_WRITE);
@@ -66,9 +68,12 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
     return;
   }
   UpstreamSocket& sock = result.value();
+  lease_ = std::move(sock.lease);
+  upstream_name_ = sock.server;
   HeaderList extra{{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Accept", ws::accept_key(client_key_)}};
   if (!sock.protocol.empty()) extra.emplace_back("Sec-WebSocket-Protocol", sock.protocol);
   for (auto& c : sock.set_cookies) extra.push_back(std::move(c));
+  for (auto& h : extra_) extra.push_back(std::move(h));
   std::string head = "HTTP/1.1 101 Switching Protocols\r\nServer: tether\r\n";
   for (const auto& [n, v] : extra) head += n + ": " + v + "\r\n";
   head += "\r\n";

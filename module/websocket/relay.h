@@ -8,6 +8,7 @@
 #include "proxy/core/core.h"
 #include "proxy/core/ws_endpoint.h"
 #include "proxy/http/request_parser.h"
+#include "proxy/routing/router.h"
 #include "proxy/upstream/connector.h"
 
 namespace tether::websocket {
@@ -19,8 +20,10 @@ class Relay : public Owned, private WsEndpointOwner {
         size_t max_message);
   ~Relay() override;
 
-  // Opens the upstream; the client gets 101 once it is up, or 502 with the reason.
-  void start(const UpstreamServer& server, UpstreamRequest request, Millis timeout);
+  // Opens the upstream (a server of UP, by KEY and balance, up to TRIES servers); the client
+  // gets 101 (with EXTRA headers, e.g. a sticky cookie) once it is up, or 502 with the reason.
+  void start(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
+             int tries, HeaderList extra);
 
   void handle_client_event(short what);
 
@@ -43,7 +46,9 @@ class Relay : public Owned, private WsEndpointOwner {
   std::string client_peer_;
   std::string client_key_;
   size_t max_message_;
-  std::unique_ptr<Connector> connector_;
+  std::unique_ptr<routing::UpstreamOpener> opener_;
+  std::shared_ptr<void> lease_;  // the server's place in its pool's active count
+  HeaderList extra_;
   std::unique_ptr<WsEndpoint> down_;  // client side
   std::unique_ptr<WsEndpoint> up_;    // upstream side
   std::string upstream_name_;

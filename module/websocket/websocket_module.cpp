@@ -55,7 +55,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   }
 
   UpstreamRequest up = build_upstream_request(req, loc, conn.peer_ip());
-  const UpstreamServer& server = loc.pass->upstream->pick();
+  routing::RouteKey route = routing::route_key(*loc.pass->upstream, req, conn.peer_ip());
   std::string peer = conn.peer();
   std::string client_key = *key;
   Millis timeout = loc.connect_timeout;
@@ -63,7 +63,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   auto relay = std::make_unique<Relay>(ctx.core, ctx.core.config(), std::move(bev), std::move(peer),
                                        std::move(client_key), loc.max_message);
   Relay& r = ctx.core.adopt(std::move(relay));
-  r.start(server, std::move(up), timeout);
+  r.start(*loc.pass->upstream, std::move(route.key), std::move(up), timeout, loc.next_upstream_tries,
+          std::move(route.set_cookie));
   return true;
 }
 

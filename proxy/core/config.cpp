@@ -25,7 +25,12 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "error_log", .scopes = kMain, .min_args = 1, .max_args = 2},
     {.name = "server", .scopes = kMain, .min_args = 0, .max_args = 0, .opens = kServer, .repeatable = true},
     {.name = "upstream", .scopes = kMain, .min_args = 1, .max_args = 1, .opens = kUpstream, .repeatable = true},
-    {.name = "server", .scopes = kUpstream, .min_args = 1, .max_args = 1, .repeatable = true},
+    {.name = "server", .scopes = kUpstream, .min_args = 1, .max_args = 6, .repeatable = true},
+    {.name = "balance", .scopes = kUpstream, .min_args = 1, .max_args = 1},
+    {.name = "sticky", .scopes = kUpstream, .min_args = 1, .max_args = 4},
+    {.name = "stick_table", .scopes = kUpstream, .min_args = 1, .max_args = 2},
+    {.name = "health_check", .scopes = kUpstream, .min_args = 0, .max_args = 2},
+    {.name = "tether_next_upstream", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
     {.name = "listen", .scopes = kServer, .min_args = 1, .max_args = 1, .repeatable = true},
     {.name = "location", .scopes = kServer, .min_args = 1, .max_args = 2, .opens = kLocation, .repeatable = true},
     {.name = "client_header_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
@@ -53,6 +58,7 @@ struct Inherited {
   std::optional<unsigned> transports;
   std::optional<std::pair<uint64_t, uint64_t>> buffer;
   std::optional<Millis> linger, poll_timeout, heartbeat, sse_retry;
+  std::optional<int> next_upstream_tries;
   std::optional<bool> sse_padding;
   std::optional<std::vector<std::string>> origins;
   std::vector<std::unique_ptr<ModuleConf>> modules;
@@ -115,6 +121,7 @@ class Builder {
     child.sse_retry = parent.sse_retry;
     child.sse_padding = parent.sse_padding;
     child.origins = parent.origins;
+    child.next_upstream_tries = parent.next_upstream_tries;
     return child;
   }
 
@@ -132,6 +139,15 @@ class Builder {
     if (n.name == "send_timeout") return duration(n, in.send_timeout);
     if (n.name == "tether_connect_timeout") return duration(n, in.connect_timeout);
     if (n.name == "tether_session_linger") return duration(n, in.linger);
+    if (n.name == "tether_next_upstream") {
+      auto kv = conf::split_key_value(n.args[0]);
+      int tries = 0;
+      if (!kv.ok() || kv->first != "tries" || !parse_int(kv->second, 1, 100, tries)) {
+        return conf::invalid_value(n, 0, "expected tries=N (1 to 100)");
+      }
+      in.next_upstream_tries = tries;
+      return ok_status();
+    }
     if (n.name == "tether_poll_timeout") return duration(n, in.poll_timeout);
     if (n.name == "tether_heartbeat") return duration(n, in.heartbeat);
     if (n.name == "tether_sse_retry") return duration(n, in.sse_retry);
@@ -208,15 +224,144 @@ class Builder {
     up->name = n.args[0];
     up->loc = n.loc;
     for (const auto& c : n.children) {
-      if (c.name != "server") {
-        return conf::error_at(c.loc, "\"" + c.name + "\" directive is not allowed here");
-      }
-      UpstreamServer s;
-      if (auto st = host_port(c.args[0], s); !st.ok()) return conf::invalid_value(c, 0, st.error().what);
-      up->servers.push_back(std::move(s));
+      Status st = c.name == "server"         ? upstream_server(c, *up)
+                  : c.name == "balance"      ? balance(c, *up)
+                  : c.name == "sticky"       ? sticky(c, *up)
+                  : c.name == "stick_table"  ? stick_table(c, *up)
+                  : c.name == "health_check" ? health_check(c, *up)
+                                             : conf::error_at(c.loc, "\"" + c.name + "\" directive is not allowed here");
+      if (!st.ok()) return st.error();
     }
     if (up->servers.empty()) return conf::error_at(n.loc, "no servers are inside upstream \"" + up->name + "\"");
+    for (size_t i = 0; i < up->servers.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (up->servers[i].text == up->servers[j].text) {
+          return conf::error_at(n.loc, "server \"" + up->servers[i].text + "\" is listed twice in upstream \"" +
+                                           up->name + "\"");
+        }
+      }
+    }
     cfg_->upstreams.emplace(up->name, std::move(up));
+    return ok_status();
+  }
+
+  static bool parse_int(std::string_view s, int lo, int hi, int& out) {
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && ptr == s.data() + s.size() && out >= lo && out <= hi;
+  }
+
+  // server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=D] [backup] [down]
+  static Status upstream_server(const conf::Node& c, UpstreamConf& up) {
+    UpstreamServer s;
+    if (auto st = host_port(c.args[0], s); !st.ok()) return conf::invalid_value(c, 0, st.error().what);
+    for (size_t i = 1; i < c.args.size(); ++i) {
+      const std::string& a = c.args[i];
+      if (a == "backup") {
+        s.backup = true;
+        continue;
+      }
+      if (a == "down") {
+        s.down = true;
+        continue;
+      }
+      auto kv = conf::split_key_value(a);
+      if (!kv.ok()) return conf::invalid_value(c, i, "expected weight=, max_fails=, fail_timeout=, backup or down");
+      if (kv->first == "weight") {
+        if (!parse_int(kv->second, 1, 1000, s.weight)) return conf::invalid_value(c, i, "weight is 1 to 1000");
+      } else if (kv->first == "max_fails") {
+        if (!parse_int(kv->second, 0, 1000, s.max_fails)) return conf::invalid_value(c, i, "max_fails is 0 to 1000");
+      } else if (kv->first == "fail_timeout") {
+        auto d = conf::parse_duration(kv->second);
+        if (!d.ok() || d->count() == 0) return conf::invalid_value(c, i, "fail_timeout is a duration over 0");
+        s.fail_timeout = *d;
+      } else {
+        return conf::invalid_value(c, i, "unknown server parameter");
+      }
+    }
+    up.servers.push_back(std::move(s));
+    return ok_status();
+  }
+
+  static Status balance(const conf::Node& c, UpstreamConf& up) {
+    const std::string& a = c.args[0];
+    if (a == "round_robin") up.balance = BalanceMode::kRoundRobin;
+    else if (a == "least_conn") up.balance = BalanceMode::kLeastConn;
+    else if (a == "hash") up.balance = BalanceMode::kHash;
+    else return conf::invalid_value(c, 0, "expected round_robin, least_conn or hash");
+    return ok_status();
+  }
+
+  static Status sticky(const conf::Node& c, UpstreamConf& up) {
+    const std::string& kind = c.args[0];
+    StickyConf& s = up.sticky;
+    if (kind == "ip") {
+      if (c.args.size() != 1) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+      s.key = StickyConf::Key::kIp;
+      return ok_status();
+    }
+    if (c.args.size() < 2) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+    s.name = c.args[1];
+    if (s.name.empty()) return conf::invalid_value(c, 1, "empty name");
+    if (kind == "header" || kind == "query") {
+      if (c.args.size() != 2) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+      s.key = kind == "header" ? StickyConf::Key::kHeader : StickyConf::Key::kQuery;
+      return ok_status();
+    }
+    if (kind != "cookie") return conf::invalid_value(c, 0, "expected cookie, header, ip or query");
+    s.key = StickyConf::Key::kCookie;
+    for (char ch : s.name) {
+      if (ch <= ' ' || ch >= 127 || std::string_view("()<>@,;:\\\"/[]?={}").find(ch) != std::string_view::npos) {
+        return conf::invalid_value(c, 1, "not a cookie name");
+      }
+    }
+    for (size_t i = 2; i < c.args.size(); ++i) {
+      auto kv = conf::split_key_value(c.args[i]);
+      if (kv.ok() && kv->first == "expire") {
+        auto d = conf::parse_duration(kv->second);
+        if (!d.ok() || d->count() < 1000) return conf::invalid_value(c, i, "expire is a duration of 1s or more");
+        s.cookie_expire = *d;
+      } else if (kv.ok() && kv->first == "path" && !kv->second.empty() && kv->second[0] == '/' &&
+                 kv->second.find_first_of(";, \t") == std::string_view::npos) {
+        s.cookie_path = std::string(kv->second);
+      } else {
+        return conf::invalid_value(c, i, "expected expire=D or path=/P");
+      }
+    }
+    return ok_status();
+  }
+
+  static Status stick_table(const conf::Node& c, UpstreamConf& up) {
+    for (size_t i = 0; i < c.args.size(); ++i) {
+      auto kv = conf::split_key_value(c.args[i]);
+      if (kv.ok() && kv->first == "size") {
+        auto v = conf::parse_count(kv->second);
+        if (!v.ok() || *v == 0) return conf::invalid_value(c, i, "size is a count over 0");
+        up.stick_table_size = *v;
+      } else if (kv.ok() && kv->first == "expire") {
+        auto d = conf::parse_duration(kv->second);
+        if (!d.ok() || d->count() == 0) return conf::invalid_value(c, i, "expire is a duration over 0");
+        up.stick_table_expire = *d;
+      } else {
+        return conf::invalid_value(c, i, "expected size=N or expire=D");
+      }
+    }
+    return ok_status();
+  }
+
+  static Status health_check(const conf::Node& c, UpstreamConf& up) {
+    up.health_interval = Millis{5000};
+    for (size_t i = 0; i < c.args.size(); ++i) {
+      auto kv = conf::split_key_value(c.args[i]);
+      if (kv.ok() && kv->first == "interval") {
+        auto d = conf::parse_duration(kv->second);
+        if (!d.ok() || d->count() < 10) return conf::invalid_value(c, i, "interval is a duration of 10ms or more");
+        up.health_interval = *d;
+      } else if (kv.ok() && kv->first == "path" && !kv->second.empty() && kv->second[0] == '/') {
+        up.health_path = std::string(kv->second);
+      } else {
+        return conf::invalid_value(c, i, "expected interval=D or path=/P");
+      }
+    }
     return ok_status();
   }
 
@@ -349,6 +494,7 @@ class Builder {
     if (auto st = merge_modules(server_in, in, true); !st.ok()) return st;
     loc->connect_timeout = in.connect_timeout.value_or(loc->connect_timeout);
     loc->transports = in.transports.value_or(loc->transports);
+    loc->next_upstream_tries = in.next_upstream_tries.value_or(loc->next_upstream_tries);
     loc->max_message = in.max_message.value_or(loc->max_message);
     if (in.buffer) {
       loc->session.max_messages = in.buffer->first;

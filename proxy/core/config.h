@@ -34,7 +34,22 @@ struct ListenConf {
 struct UpstreamServer {
   std::string host;  // name or address literal (no brackets)
   uint16_t port = 80;
-  std::string text;  // "host:port" as written, for logs and errors
+  std::string text;  // "host:port" as written: the server's identity in pools, tables, logs
+  int weight = 1;
+  int max_fails = 1;
+  Millis fail_timeout{10'000};
+  bool backup = false;
+  bool down = false;
+};
+
+enum class BalanceMode { kRoundRobin, kLeastConn, kHash };
+
+// sticky cookie NAME [expire=D] [path=P] | header NAME | ip | query NAME
+struct StickyConf {
+  enum class Key { kNone, kCookie, kHeader, kIp, kQuery } key = Key::kNone;
+  std::string name;
+  std::optional<Millis> cookie_expire;  // unset: a session cookie
+  std::string cookie_path = "/";
 };
 
 struct UpstreamConf {
@@ -42,9 +57,12 @@ struct UpstreamConf {
   std::vector<UpstreamServer> servers;
   conf::SourceLoc loc;
   bool implicit = false;  // made for `tether_pass ws://host:port`
-  // TODO(routing): balancing state moves to a runtime pool object that outlives configs.
-  mutable size_t rr_next = 0;
-  const UpstreamServer& pick() const { return servers[rr_next++ % servers.size()]; }
+  BalanceMode balance = BalanceMode::kRoundRobin;
+  StickyConf sticky;
+  size_t stick_table_size = 100'000;  // stick_table size=N expire=D
+  Millis stick_table_expire{30 * 60'000};
+  std::optional<Millis> health_interval;  // health_check interval=D path=P
+  std::string health_path = "/";
 };
 
 // tether_pass ws://NAME[:port][/path]
@@ -77,6 +95,7 @@ struct LocationConf {
   std::optional<PassTarget> pass;
   unsigned transports = kWebsocket | kSse | kPoll;
   Millis connect_timeout{10'000};  // TCP connect + WebSocket handshake with the upstream
+  int next_upstream_tries = 3;     // tether_next_upstream tries=N: servers tried per new session
   uint64_t max_message = 16u << 20;  // tether_max_message: either way, any transport
   SessionConf session;
   // tether_allow_origin: unset -> no Origin checks and no CORS; "*" -> any origin.

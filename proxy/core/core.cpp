@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/core/http_connection.h"
+#include "proxy/routing/router.h"
 #include "proxy/session/session.h"
 #include "proxy/util/log.h"
 
@@ -74,6 +75,8 @@ Core::Core(ConfigPtr config)
     if (dns_) evdns_base_load_hosts(dns_.get(), nullptr);
   }
   reaper_.reset(event_new(base_.get(), -1, 0, on_reap, this));
+  router_ = std::make_unique<routing::Router>(*this);
+  router_->apply(*config_);
 }
 
 Core::~Core() {

@@ -17,6 +17,9 @@ namespace tether {
 namespace session {
 class SessionTable;
 }
+namespace routing {
+class Router;
+}
 
 // Anything the core keeps alive: HTTP connections, relays, sessions.
 class Owned {
@@ -42,6 +45,7 @@ class Core {
   evdns_base* dns() const { return dns_.get(); }
   const ConfigPtr& config() const { return config_; }
   session::SessionTable& sessions() { return *sessions_; }
+  routing::Router& router() { return *router_; }
 
   template <class T>
   T& adopt(std::unique_ptr<T> obj) {
@@ -62,6 +66,7 @@ class Core {
   DnsBasePtr dns_;
   ConfigPtr config_;
   std::unique_ptr<session::SessionTable> sessions_;  // outlives the sessions in live_
+  std::unique_ptr<routing::Router> router_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<Owned*, std::unique_ptr<Owned>> live_;
   std::vector<std::unique_ptr<Owned>> graveyard_;

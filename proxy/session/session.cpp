@@ -44,12 +44,13 @@ Session::~Session() {
   if (in_table_ && !ended_) table_.remove(this);
 }
 
-void Session::connect(const UpstreamServer& server, UpstreamRequest request, Millis timeout, OpenDone done) {
+void Session::connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
+                      int tries, OpenDone done) {
   open_done_ = std::move(done);
-  upstream_name_ = server.text;
-  connector_ = std::make_unique<Connector>(core_.base(), core_.dns(), server, std::move(request), timeout,
-                                           [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
-  connector_->start();
+  upstream_name_ = up.name;
+  opener_ = std::make_unique<routing::UpstreamOpener>(core_, up, std::move(key), std::move(request), timeout, tries,
+                                                      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  opener_->start();
 }
 
 void Session::on_upstream(Result<UpstreamSocket> result) {
@@ -63,6 +64,8 @@ void Session::on_upstream(Result<UpstreamSocket> result) {
   }
   UpstreamSocket& sock = result.value();
   protocol_ = sock.protocol;
+  lease_ = std::move(sock.lease);
+  upstream_name_ = sock.server;
   up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient,
                                      ws::DecoderLimits{.max_message = max_message_},
                                      static_cast<WsEndpointOwner&>(*this), "upstream " + sock.server);
@@ -78,8 +81,8 @@ void Session::on_upstream(Result<UpstreamSocket> result) {
 void Session::abandon() {
   if (ended_) return;
   if (!up_) {
-    // Still connecting: dropping the connector cancels the attempt (not called from inside it).
-    connector_.reset();
+    // Still connecting: dropping the opener cancels the attempt (not called from inside it).
+    opener_.reset();
     ended_ = true;
     maybe_retire();
     return;
@@ -309,12 +312,12 @@ void SessionTable::prune() {
 }
 
 Session& open_session(Core& core, const http::Request& req, const LocationConf& loc, const std::string& peer_ip,
-                      const std::string& peer, Kind kind, Session::OpenDone done) {
+                      const std::string& peer, Kind kind, std::optional<std::string> key, Session::OpenDone done) {
   auto s = std::make_unique<Session>(core, core.sessions(), make_unique_id(core.sessions()), kind, loc.session,
                                      loc.max_message, peer);
   Session& ref = core.adopt(std::move(s));
-  ref.connect(loc.pass->upstream->pick(), build_upstream_request(req, loc, peer_ip), loc.connect_timeout,
-              std::move(done));
+  ref.connect(*loc.pass->upstream, std::move(key), build_upstream_request(req, loc, peer_ip), loc.connect_timeout,
+              loc.next_upstream_tries, std::move(done));
   return ref;
 }
 

@@ -27,6 +27,7 @@
 #include "proxy/session/outbox.h"
 #include "proxy/session/sequencer.h"
 #include "proxy/http/request_parser.h"
+#include "proxy/routing/router.h"
 #include "proxy/upstream/connector.h"
 
 namespace tether::session {
@@ -73,7 +74,8 @@ class Session : public Owned, private WsEndpointOwner {
   // Opens the upstream. DONE(ok) when it is up (the session is then in the table), or
   // DONE(error) with the reason, after which the session is gone. DONE runs from the loop.
   using OpenDone = std::function<void(Status)>;
-  void connect(const UpstreamServer& server, UpstreamRequest request, Millis timeout, OpenDone done);
+  void connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
+               int tries, OpenDone done);
   // The client that asked for the session left before it opened.
   void abandon();
 
@@ -150,7 +152,8 @@ class Session : public Owned, private WsEndpointOwner {
   std::string upstream_name_;
   Outbox outbox_;
   Sequencer<HeldSend> sends_;
-  std::unique_ptr<Connector> connector_;
+  std::unique_ptr<routing::UpstreamOpener> opener_;
+  std::shared_ptr<void> lease_;  // the server's place in its pool's active count
   std::unique_ptr<WsEndpoint> up_;
   OpenDone open_done_;
   Subscriber* subscriber_ = nullptr;
@@ -192,7 +195,8 @@ std::string make_unique_id(const SessionTable& table);
 
 // Creates a session for a client's request at LOC (which has tether_pass) and starts opening
 // its upstream; DONE as for Session::connect. The core owns the session.
+// KEY is the request's sticky key (routing::route_key).
 Session& open_session(Core& core, const http::Request& req, const LocationConf& loc, const std::string& peer_ip,
-                      const std::string& peer, Kind kind, Session::OpenDone done);
+                      const std::string& peer, Kind kind, std::optional<std::string> key, Session::OpenDone done);
 
 }  // namespace tether::session

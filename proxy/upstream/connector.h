@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct UpstreamSocket {
   std::string protocol;     // chosen subprotocol, or empty
   HeaderList set_cookies;   // Set-Cookie values from the 101, to pass on to the client
   std::string server;       // "host:port"
+  // Kept by whoever uses the socket: releasing it tells the pool the server has one session
+  // fewer (least_conn, stats). Empty for probes.
+  std::shared_ptr<void> lease;
 };
 
 class Connector {
