@@ -117,20 +117,26 @@ void UpstreamRuntime::start_health_checks(const UpstreamConf& conf) {
 // A probe is a WebSocket handshake at health_path: success brings a server back, failure
 // takes it out until a later probe succeeds.
 void UpstreamRuntime::handle_health_tick() {
-  probes_.clear();  // last round's, finished or not (an unfinished one has hung: a failure)
+  for (const auto& id : finished_probes_) probes_.erase(id);  // not from inside their callbacks
+  finished_probes_.clear();
   for (size_t i = 0; i < servers_.size(); ++i) {
+    std::string id = servers_[i].text;
+    if (probes_.count(id)) continue;  // still waiting for its answer: no second probe
     UpstreamRequest req;
     req.target = health_path_;
     req.headers.emplace_back("User-Agent", "tether-health-check");
-    Millis timeout = std::min(*health_interval_, Millis{10'000});
-    std::string id = servers_[i].text;
-    probes_.push_back(std::make_unique<Connector>(core_.base(), core_.dns(), servers_[i], std::move(req), timeout,
-                                                  [this, id](Result<UpstreamSocket> r) { on_probe(id, std::move(r)); }));
-    probes_.back()->start();
+    // A probe may take longer than a short interval on a busy host without being a failure.
+    Millis timeout = std::clamp(*health_interval_, Millis{1000}, Millis{10'000});
+    auto probe = std::make_unique<Connector>(core_.base(), core_.dns(), servers_[i], std::move(req), timeout,
+                                             [this, id](Result<UpstreamSocket> r) { on_probe(id, std::move(r)); });
+    Connector& p = *probe;
+    probes_.emplace(id, std::move(probe));
+    p.start();
   }
 }
 
 void UpstreamRuntime::on_probe(const std::string& id, Result<UpstreamSocket> result) {
+  finished_probes_.push_back(id);
   std::optional<size_t> found = pool_.find(id);
   if (!found) return;  // removed by a reload meanwhile
   size_t index = *found;

@@ -54,7 +54,9 @@ class UpstreamRuntime : public std::enable_shared_from_this<UpstreamRuntime> {
   std::optional<Millis> health_interval_;
   std::string health_path_;
   EventPtr health_timer_;
-  std::vector<std::unique_ptr<Connector>> probes_;  // this round's; freed at the next tick
+  // One probe per server at a time, by server id; a finished one is freed at the next tick.
+  std::map<std::string, std::unique_ptr<Connector>> probes_;
+  std::vector<std::string> finished_probes_;
   std::map<std::string, bool> probe_ok_;             // last probe result by server id, for logs
 };
 
