@@ -180,7 +180,7 @@ export async function startTether(confText, { args = [] } = {}) {
     stderr.on('line', (line) => {
       stderrLines.push(line);
       for (const w of [...stderrWaiters]) {
-        if (w.pred(line)) {
+        if (w.pred(line, stderrLines.length - 1)) {
           stderrWaiters.splice(stderrWaiters.indexOf(w), 1);
           w.resolve(line);
         }
@@ -220,9 +220,12 @@ export async function startTether(confText, { args = [] } = {}) {
     stderrLines,
     stdoutLines,
     confFile: file,
-    /** The first stderr line (past or future) for which pred(line) is true: tether's log as an event. */
+    /**
+     * The first stderr line (past or future) for which pred(line, index) is true: tether's log
+     * as an event (index: the line's position in stderrLines).
+     */
     waitStderr(pred, what = 'a log line', timeoutMs = DEFAULT_TIMEOUT_MS) {
-      const found = stderrLines.find(pred);
+      const found = stderrLines.find((line, i) => pred(line, i));
       if (found) return Promise.resolve(found);
       let waiter;
       const p = new Promise((resolve) => {
@@ -233,6 +236,13 @@ export async function startTether(confText, { args = [] } = {}) {
         const i = stderrWaiters.indexOf(waiter);
         if (i >= 0) stderrWaiters.splice(i, 1);
       });
+    },
+    /**
+     * Like waitStderr, but only lines from index `from` of stderrLines on count: take
+     * `const mark = tether.stderrLines.length` before an action, then await what it logs.
+     */
+    waitStderrFrom(from, pred, what = 'a log line', timeoutMs = DEFAULT_TIMEOUT_MS) {
+      return tether.waitStderr((line, i) => i >= from && pred(line), what, timeoutMs);
     },
     dump,
     /** True while the process runs. */
@@ -302,22 +312,31 @@ export async function checkConfig(confText) {
  * (unless echo: false) and records each connection:
  *   { ws, path, headers, protocol, messages: [{data, isBinary}], pings: [Buffer], pongs: [Buffer],
  *     closed: Promise<{code, reason}> }
- * opts: handleProtocols, verifyClient, maxPayload (default 64 MiB), echo (default true).
- * Returns { port, url, connections, waitConnection(pred), close() }.
+ * opts: handleProtocols, verifyClient, maxPayload (default 64 MiB), echo (default true),
+ * port (default 0: a free port; a fixed port restarts a backend where it was).
+ * Returns { port, url, connections, waitConnection(pred), onConnection(fn), close() }.
  */
 export async function startNodeWsBackend(opts = {}) {
-  const { handleProtocols, verifyClient, maxPayload = 64 * 1024 * 1024, echo = true } = opts;
+  const { handleProtocols, verifyClient, maxPayload = 64 * 1024 * 1024, echo = true, port: fixedPort = 0 } = opts;
   const wss = new WebSocketServer({
     host: '127.0.0.1',
-    port: 0,
+    port: fixedPort,
     maxPayload,
     ...(handleProtocols ? { handleProtocols } : {}),
     ...(verifyClient ? { verifyClient } : {}),
   });
-  await once(wss, 'listening');
+  await new Promise((resolve, reject) => {
+    const failed = (err) => reject(err); // e.g. EADDRINUSE for a fixed port
+    wss.once('error', failed);
+    wss.once('listening', () => {
+      wss.off('error', failed);
+      resolve();
+    });
+  });
   const { port } = wss.address();
   const connections = [];
   const waiters = [];
+  const listeners = new Set();
 
   wss.on('connection', (ws, req) => {
     const conn = {
@@ -342,6 +361,7 @@ export async function startNodeWsBackend(opts = {}) {
     ws.on('ping', (data) => conn.pings.push(data));
     ws.on('pong', (data) => conn.pongs.push(data));
     connections.push(conn);
+    for (const fn of [...listeners]) fn(conn);
     for (const w of [...waiters]) {
       if (w.pred(conn)) {
         waiters.splice(waiters.indexOf(w), 1);
@@ -367,6 +387,11 @@ export async function startNodeWsBackend(opts = {}) {
         const i = waiters.indexOf(waiter);
         if (i >= 0) waiters.splice(i, 1);
       });
+    },
+    /** Calls fn(conn) for every connection from now on; returns the function that stops it. */
+    onConnection(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
     },
     async close() {
       for (const client of wss.clients) client.terminate();
@@ -472,7 +497,8 @@ export async function runPyClient(url, { timeoutMs = 20_000 } = {}) {
  * Opens a `ws` client and awaits 'open' (rejects on 'error' or an HTTP answer other than 101,
  * naming the status). The returned object has the socket and a message queue:
  *   { ws, next(timeoutMs) → {data, isBinary}, closed: Promise<{code, reason}>, pongs: [Buffer],
- *     pings: [Buffer] }
+ *     pings: [Buffer], upgrade: {status, headers} (the 101: Node's lowercase header names,
+ *     set-cookie an array) }
  */
 export async function openWs(url, protocols = [], options = {}) {
   const ws = new WebSocket(url, protocols, options);
@@ -490,6 +516,9 @@ export async function openWs(url, protocols = [], options = {}) {
   });
   ws.on('ping', (d) => client.pings.push(d));
   ws.on('pong', (d) => client.pongs.push(d));
+  ws.once('upgrade', (res) => {
+    client.upgrade = { status: res.statusCode, headers: res.headers };
+  });
   client.closed = new Promise((resolve) => {
     ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() }));
   });

@@ -457,10 +457,15 @@ export class SseResponse {
 /**
  * Opens a raw-socket GET for an SSE stream on 127.0.0.1:port and resolves once the response
  * head arrived (a 200 event stream) or the whole response did (anything else).
- * opts: accept (default true: "Accept: text/event-stream"), lastEventId, headers {name: value}.
+ * opts: accept (default true: "Accept: text/event-stream"), lastEventId, headers {name: value},
+ * localAddress (the source address to connect from, e.g. '127.0.0.2').
  */
-export async function openSse(port, path, { accept = true, lastEventId, headers = {}, timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
-  const socket = net.connect({ port, host: '127.0.0.1' });
+export async function openSse(
+  port,
+  path,
+  { accept = true, lastEventId, headers = {}, localAddress, timeoutMs = DEFAULT_TIMEOUT_MS } = {},
+) {
+  const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
   socket.setNoDelay(true);
   const res = new SseResponse(socket, `GET ${path}`);
   let head = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`;
