@@ -6,6 +6,7 @@
 
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/routing/router.h"
 #include "proxy/session/session.h"
 #include "proxy/session/sse_format.h"
@@ -72,6 +73,7 @@ class HeldPoll : public Owned, public session::Subscriber, public DeferredRespon
     timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
     evtimer_add(timer_.get(), &tv);
     conn.defer(this);
+    ++stats().polls_waiting;
     s.attach(this);
   }
 
@@ -101,6 +103,7 @@ class HeldPoll : public Owned, public session::Subscriber, public DeferredRespon
   void done() {
     if (finished_) return;
     finished_ = true;
+    --stats().polls_waiting;
     evtimer_del(timer_.get());
     if (session_) std::exchange(session_, nullptr)->detach(this);
     core_.retire(this);

@@ -3,6 +3,7 @@
 #include "module/sse/stream.h"
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/routing/router.h"
 #include "proxy/session/sse_format.h"
 
@@ -62,6 +63,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     }
     std::string peer = conn.peer();
     auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf());
+    ++stats().sessions_resumed;
     ctx.core.adopt(std::move(stream)).start_resume(*s, seq);
     return true;
   }

@@ -4,6 +4,7 @@
 #include <jansson.h>
 
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/session/sse_format.h"
 #include "proxy/util/log.h"
 
@@ -37,6 +38,7 @@ Stream::Stream(Core& core, BufferEventPtr client, std::string peer, HeaderList c
   // Reading only to notice the client leaving; nothing it sends matters.
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   heartbeat_.reset(event_new(core.base(), -1, EV_PERSIST, on_heartbeat, this));
+  ++stats().sse_streams;
 }
 
 // Detaching happens in close_now(); at shutdown the core frees objects in any order, so the
@@ -167,6 +169,7 @@ void Stream::finish() {
 void Stream::close_now() {
   if (retired_) return;
   retired_ = true;
+  --stats().sse_streams;
   event_del(heartbeat_.get());
   if (session_) {
     session::Session* s = std::exchange(session_, nullptr);

@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/util/log.h"
 
 namespace tether::websocket {
@@ -85,11 +86,14 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient, limits, static_cast<WsEndpointOwner&>(*this),
                                      "upstream " + sock.server);
   TETHER_LOG(kInfo, "websocket relay open, client: %s, upstream: %s", client_peer_.c_str(), sock.server.c_str());
+  ++stats().websocket_relays;
+  counted_ = true;
   down_->start();
   up_->start();
 }
 
 void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) {
+  stats().message(stats().websocket, &ep == down_.get(), payload.size());
   WsEndpoint& to = other(ep);
   to.send(opcode, payload);
   // le-proxy's pump: the far side is full, so stop reading this one until it drains.
@@ -144,6 +148,8 @@ void Relay::finish_if_done() {
   bool up_done = !up_ || up_->gone();
   if (pending_client_ || !down_done || !up_done) return;
   retired_ = true;
+  if (counted_) --stats().websocket_relays;
+  counted_ = false;
   core_.retire(this);
 }
 

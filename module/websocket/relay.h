@@ -53,6 +53,7 @@ class Relay : public Owned, private WsEndpointOwner {
   std::unique_ptr<WsEndpoint> up_;    // upstream side
   std::string upstream_name_;
   bool retired_ = false;
+  bool counted_ = false;  // in stats().websocket_relays
 };
 
 }  // namespace tether::websocket

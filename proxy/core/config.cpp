@@ -38,6 +38,8 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "send_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "client_max_body_size", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "return", .scopes = kLocation, .min_args = 1, .max_args = 2},
+    {.name = "allow", .scopes = kLocation, .min_args = 1, .max_args = 1, .repeatable = true},
+    {.name = "deny", .scopes = kLocation, .min_args = 1, .max_args = 1, .repeatable = true},
     {.name = "tether_pass", .scopes = kLocation, .min_args = 1, .max_args = 1},
     {.name = "tether_transports", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 3},
     {.name = "tether_connect_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
@@ -487,6 +489,8 @@ class Builder {
         if (auto st = ret(c, *loc); !st.ok()) return st;
       } else if (c.name == "tether_pass") {
         if (auto st = pass(c, *loc); !st.ok()) return st;
+      } else if (c.name == "allow" || c.name == "deny") {
+        if (auto st = access_rule(c, *loc); !st.ok()) return st;
       } else if (auto st = common(c, in); !st.ok()) {
         return st;
       }
@@ -524,6 +528,33 @@ class Builder {
       auto st = modules_[i]->merge(*parent.modules[i], *child.modules[i], final ? &resolver : nullptr);
       if (!st.ok()) return st;
     }
+    return ok_status();
+  }
+
+  static Status access_rule(const conf::Node& n, LocationConf& loc) {
+    AccessRule r;
+    r.allow = n.name == "allow";
+    std::string text = n.args[0];
+    if (text != "all") {
+      std::string addr = text;
+      int max = 32;
+      auto slash = text.find('/');
+      if (slash != std::string::npos) addr = text.substr(0, slash);
+      if (evutil_inet_pton(AF_INET, addr.c_str(), r.addr) == 1) {
+        r.family = AF_INET;
+      } else if (evutil_inet_pton(AF_INET6, addr.c_str(), r.addr) == 1) {
+        r.family = AF_INET6;
+        max = 128;
+      } else {
+        return conf::invalid_value(n, 0, "expected an IP address, ADDRESS/PREFIX or all");
+      }
+      r.prefix = max;
+      if (slash != std::string::npos) {
+        std::string_view p = std::string_view(text).substr(slash + 1);
+        if (!parse_int(p, 0, max, r.prefix)) return conf::invalid_value(n, 0, "prefix length out of range");
+      }
+    }
+    loc.access.push_back(r);
     return ok_status();
   }
 
@@ -580,6 +611,31 @@ bool LocationConf::origin_allowed(std::string_view origin) const {
     if (o.size() == origin.size() && strncasecmp(o.data(), origin.data(), o.size()) == 0) return true;
   }
   return false;
+}
+
+bool AccessRule::matches(const sockaddr* peer) const {
+  if (family == 0) return true;
+  const uint8_t* a = nullptr;
+  if (peer->sa_family == AF_INET && family == AF_INET) {
+    a = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(peer)->sin_addr);
+  } else if (peer->sa_family == AF_INET6 && family == AF_INET6) {
+    a = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr);
+  } else {
+    return false;
+  }
+  int bits = prefix;
+  for (int i = 0; bits > 0; ++i, bits -= 8) {
+    uint8_t mask = bits >= 8 ? 0xFF : static_cast<uint8_t>(0xFF << (8 - bits));
+    if ((a[i] & mask) != (addr[i] & mask)) return false;
+  }
+  return true;
+}
+
+bool LocationConf::access_allowed(const sockaddr* peer) const {
+  for (const auto& r : access) {
+    if (r.matches(peer)) return r.allow;
+  }
+  return true;
 }
 
 const LocationConf* ServerConf::match(std::string_view path) const {

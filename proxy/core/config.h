@@ -86,6 +86,15 @@ struct SessionConf {
   std::optional<Millis> sse_retry;      // tether_sse_retry
 };
 
+// allow/deny ADDRESS[/PREFIX] | all, nginx's access module: the first matching rule decides.
+struct AccessRule {
+  bool allow = true;
+  int family = 0;  // 0: all; AF_INET; AF_INET6
+  uint8_t addr[16] = {};
+  int prefix = 0;
+  bool matches(const sockaddr* peer) const;
+};
+
 struct LocationConf {
   bool exact = false;
   std::string path;
@@ -103,6 +112,8 @@ struct LocationConf {
   bool any_origin = false;
   std::vector<std::string> allow_origins;
   bool origin_allowed(std::string_view origin) const;
+  std::vector<AccessRule> access;
+  bool access_allowed(const sockaddr* peer) const;
   std::vector<std::unique_ptr<ModuleConf>> modules;  // indexed like all_modules()
 };
 

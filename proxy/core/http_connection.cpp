@@ -7,6 +7,7 @@
 
 #include "module/module.h"
 #include "proxy/core/cors.h"
+#include "proxy/core/stats.h"
 #include "proxy/util/log.h"
 
 namespace tether {
@@ -82,6 +83,7 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
   bev_.reset(bufferevent_socket_new(core.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (!bev_) evutil_closesocket(fd);  // on failure the fd is still ours
   peer_ = format_address(peer);
+  memcpy(&peer_addr_, peer, peer->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
   char ip[64] = "";
   if (peer->sa_family == AF_INET) {
     evutil_inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, ip, sizeof ip);
@@ -91,6 +93,8 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
   peer_ip_ = ip;
   timer_.reset(evtimer_new(core.base(), on_timer, this));
   kick_.reset(event_new(core.base(), -1, 0, on_kick, this));
+  ++stats().http_connections;
+  ++stats().accepted_total;
 }
 
 HttpConnection::~HttpConnection() = default;
@@ -159,6 +163,11 @@ void HttpConnection::dispatch(http::Request& req) {
     respond_error(404, "no location matches " + req.path);
     return;
   }
+  if (!loc->access_allowed(reinterpret_cast<const sockaddr*>(&peer_addr_))) {
+    TETHER_LOG(kInfo, "access forbidden by rule, client: %s, path: %s", peer_.c_str(), req.path.c_str());
+    respond_error(403, "access forbidden by rule");
+    return;
+  }
   if (loc->return_status) {
     respond(*loc->return_status, "text/plain", loc->return_text);
     return;
@@ -225,7 +234,13 @@ void HttpConnection::finish_response(bool close) {
   }
 }
 
+void HttpConnection::uncount() {
+  if (counted_) --stats().http_connections;
+  counted_ = false;
+}
+
 BufferEventPtr HttpConnection::detach() {
+  uncount();
   evtimer_del(timer_.get());
   event_del(kick_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
@@ -314,6 +329,7 @@ void HttpConnection::linger() {
 
 void HttpConnection::close_now() {
   if (!bev_) return;
+  uncount();
   if (DeferredResponse* d = std::exchange(deferred_, nullptr)) d->on_client_gone();
   evtimer_del(timer_.get());
   event_del(kick_.get());

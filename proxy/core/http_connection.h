@@ -71,6 +71,7 @@ class HttpConnection : public Owned {
   void dispatch(http::Request& req);
   void finish_response(bool close);
   void close_now();
+  void uncount();
   void linger();
   void arm_timer();
 
@@ -84,6 +85,7 @@ class HttpConnection : public Owned {
   bool dispatching_ = false;
   http::RequestParser parser_;
   std::string peer_ip_, peer_;
+  sockaddr_storage peer_addr_{};
   uint64_t id_;
   bool busy_ = false;            // a request is being answered
   bool closing_ = false;         // close once the output is flushed
@@ -91,7 +93,8 @@ class HttpConnection : public Owned {
   bool request_timer_ = false;   // the header timeout of the current request is running
   bool served_any_ = false;
   bool read_paused_ = false;
-  bool lingering_ = false;       // write side shut, discarding input until EOF
+  bool lingering_ = false;
+  bool counted_ = true;          // in stats().http_connections       // write side shut, discarding input until EOF
 };
 
 }  // namespace tether

@@ -161,6 +161,25 @@ void UpstreamRuntime::on_probe(const std::string& id, Result<UpstreamSocket> res
   pool_.set_probe_result(index, ok);
 }
 
+void UpstreamRuntime::Latency::add(double ms) {
+  if (samples_ms.size() < kSamples) {
+    samples_ms.push_back(ms);
+  } else {
+    samples_ms[next] = ms;
+    next = (next + 1) % kSamples;
+  }
+  ++count;
+  sum_ms += ms;
+}
+
+double UpstreamRuntime::Latency::percentile(double q) const {
+  if (samples_ms.empty()) return 0;
+  std::vector<double> sorted = samples_ms;
+  size_t k = std::min(sorted.size() - 1, static_cast<size_t>(q * static_cast<double>(sorted.size())));
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(k), sorted.end());
+  return sorted[k];
+}
+
 void Router::apply(const Config& config) {
   std::map<std::string, std::shared_ptr<UpstreamRuntime>> next;
   auto add = [&](const UpstreamConf& up) {
@@ -269,6 +288,7 @@ void UpstreamOpener::next() {
   }
   tried_.push_back(*index);
   size_t i = *index;
+  attempt_start_ms_ = steady_clock().now();
   attempts_.push_back(std::make_unique<Connector>(core_.base(), core_.dns(), rt_->servers()[i], request_, timeout_,
                                                   [this, i](Result<UpstreamSocket> r) { on_result(i, std::move(r)); }));
   attempts_.back()->start();
@@ -300,6 +320,7 @@ void UpstreamOpener::on_result(size_t index, Result<UpstreamSocket> result) {
   }
   pool.report_success(index);
   pool.acquire(index);
+  rt_->record_handshake(id, static_cast<double>(steady_clock().now() - attempt_start_ms_));
   if (key_ && rt_->table()) rt_->table()->put(*key_, id);
   UpstreamSocket sock = std::move(result.value());
   sock.lease = std::shared_ptr<void>(new Lease{rt_, id}, [](void* p) { delete static_cast<Lease*>(p); });

@@ -42,6 +42,23 @@ class UpstreamRuntime : public std::enable_shared_from_this<UpstreamRuntime> {
 
   void handle_health_tick();
 
+  // Upstream handshake latency (connect + WebSocket handshake) of successful opens, per
+  // server: the last kSamples for percentiles, and a running count and sum.
+  struct Latency {
+    static constexpr size_t kSamples = 1024;
+    std::vector<double> samples_ms;  // a ring once full
+    size_t next = 0;
+    uint64_t count = 0;
+    double sum_ms = 0;
+    void add(double ms);
+    double percentile(double q) const;  // 0 when empty
+  };
+  void record_handshake(const std::string& id, double ms) { latency_[id].add(ms); }
+  const Latency* latency(const std::string& id) const {
+    auto it = latency_.find(id);
+    return it == latency_.end() ? nullptr : &it->second;
+  }
+
  private:
   void start_health_checks(const UpstreamConf& conf);
   void on_probe(const std::string& id, Result<UpstreamSocket> result);
@@ -57,6 +74,7 @@ class UpstreamRuntime : public std::enable_shared_from_this<UpstreamRuntime> {
   // One probe per server at a time, by server id; a finished one is freed at the next tick.
   std::map<std::string, std::unique_ptr<Connector>> probes_;
   std::vector<std::string> finished_probes_;
+  std::map<std::string, Latency> latency_;
   std::map<std::string, bool> probe_ok_;             // last probe result by server id, for logs
 };
 
@@ -115,6 +133,7 @@ class UpstreamOpener {
   std::vector<std::unique_ptr<Connector>> attempts_;
   std::vector<size_t> tried_;
   std::string last_error_;
+  int64_t attempt_start_ms_ = 0;
   bool finished_ = false;
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <utility>
 
+#include "proxy/core/stats.h"
 #include "proxy/session/session_id.h"
 #include "proxy/upstream/request.h"
 #include "proxy/util/log.h"
@@ -73,6 +74,7 @@ void Session::on_upstream(Result<UpstreamSocket> result) {
   in_table_ = true;
   TETHER_LOG(kInfo, "session %s open (%s), client: %s, upstream: %s", log_id_.c_str(),
              kind_ == Kind::kSse ? "sse" : "poll", client_peer_.c_str(), sock.server.c_str());
+  ++stats().sessions_opened;
   up_->start();
   start_linger();  // until a client attaches
   if (done) done(ok_status());
@@ -87,7 +89,7 @@ void Session::abandon() {
     maybe_retire();
     return;
   }
-  end("the client left");
+  end("the client left", SessionEnd::kClient);
 }
 
 void Session::attach(Subscriber* s) {
@@ -137,6 +139,7 @@ void Session::check_backlog() {
   bool full = outbox_.backlog_full();
   if (full && !paused_) {
     paused_ = true;
+    ++stats().buffer_full_pauses;
     up_->pause_reading();
     timeval tv = to_timeval(conf_.linger);
     evtimer_add(full_timer_.get(), &tv);
@@ -147,16 +150,16 @@ void Session::check_backlog() {
   }
 }
 
-void Session::close_delivered() { end("its close was delivered"); }
+void Session::close_delivered() { end("its close was delivered", cause_); }
 
 void Session::close_by_client() {
   if (ended_) return;
   if (!close_) {
     if (up_ && !up_->gone()) up_->send_close(ws::close_code::kNormal, "closed by client");
-    set_closed(ws::close_code::kNormal, "closed by client");
+    set_closed(ws::close_code::kNormal, "closed by client", SessionEnd::kClient);
     notify();
   }
-  end("the client closed it");
+  end("the client closed it", SessionEnd::kClient);
 }
 
 Session::SendResult Session::send(uint64_t seq, ws::Opcode opcode, std::string payload, SendWaiter* waiter) {
@@ -171,9 +174,11 @@ Session::SendResult Session::send(uint64_t seq, ws::Opcode opcode, std::string p
   switch (sends_.offer(seq, std::move(entry))) {
     case Sequencer<HeldSend>::Verdict::kReady:
       up_->send(entry.opcode, entry.payload);
+      stats().message(counters(), true, entry.payload.size());
       while (auto next = sends_.pop_ready()) {
         held_bytes_ -= next->second.payload.size();
         up_->send(next->second.opcode, next->second.payload);
+        stats().message(counters(), true, next->second.payload.size());
         for (SendWaiter* w : next->second.waiters) w->on_send_done(true);
       }
       return SendResult::kForwarded;
@@ -196,9 +201,12 @@ void Session::cancel_send(uint64_t seq, SendWaiter* waiter) {
   if (HeldSend* h = sends_.held(seq)) std::erase(h->waiters, waiter);
 }
 
-void Session::set_closed(uint16_t code, std::string reason) {
+MessageCounters& Session::counters() const { return kind_ == Kind::kSse ? stats().sse : stats().poll; }
+
+void Session::set_closed(uint16_t code, std::string reason, SessionEnd cause) {
   if (close_) return;
   close_ = CloseInfo{code, std::move(reason)};
+  cause_ = cause;
   evtimer_del(full_timer_.get());
   // Sends still waiting for their turn will never go: tell their clients.
   for (auto& [seq, held] : sends_.take_all()) {
@@ -207,15 +215,17 @@ void Session::set_closed(uint16_t code, std::string reason) {
   held_bytes_ = 0;
 }
 
-void Session::end(const char* why) {
+void Session::end(const char* why, SessionEnd cause) {
   if (ended_) return;
   ended_ = true;
+  if (!close_) cause_ = cause;
+  if (in_table_) ++stats().sessions_closed[static_cast<size_t>(cause_)];
   TETHER_LOG(kInfo, "session %s ended: %s, client: %s", log_id_.c_str(), why, client_peer_.c_str());
   if (in_table_) table_.remove(this);
   in_table_ = false;
   evtimer_del(linger_timer_.get());
   evtimer_del(full_timer_.get());
-  if (!close_) set_closed(ws::close_code::kGoingAway, why);
+  if (!close_) set_closed(ws::close_code::kGoingAway, why, cause);
   if (Subscriber* s = std::exchange(subscriber_, nullptr)) s->on_session_gone(*this);
   if (up_ && !up_->gone() && !up_->close_sent()) up_->send_close(ws::close_code::kGoingAway, why);
   maybe_retire();
@@ -230,18 +240,21 @@ void Session::maybe_retire() {
 void Session::handle_linger() {
   TETHER_LOG(kInfo, "session %s: no client for %lld ms", log_id_.c_str(),
              static_cast<long long>(conf_.linger.count()));
-  end("no client came back within tether_session_linger");
+  if (!close_) ++stats().sessions_expired;
+  end("no client came back within tether_session_linger", SessionEnd::kLinger);
 }
 
 void Session::handle_full() {
   TETHER_LOG(kInfo, "session %s: buffer full for %lld ms, the client is too slow", log_id_.c_str(),
              static_cast<long long>(conf_.linger.count()));
   if (up_ && !up_->gone()) up_->send_close(ws::close_code::kGoingAway, "client too slow");
-  set_closed(ws::close_code::kPolicy, "session buffer full for too long: the client is too slow");
+  set_closed(ws::close_code::kPolicy, "session buffer full for too long: the client is too slow",
+             SessionEnd::kSlowClient);
   notify();
 }
 
 void Session::on_ws_message(WsEndpoint&, ws::Opcode opcode, std::string& payload) {
+  stats().message(counters(), false, payload.size());
   outbox_.push(opcode == ws::Opcode::kBinary, std::move(payload));
   check_backlog();
   notify();
@@ -251,7 +264,7 @@ void Session::on_ws_ping(WsEndpoint&, std::string_view payload) { up_->send(ws::
 void Session::on_ws_pong(WsEndpoint&, std::string_view) {}
 
 void Session::on_ws_close(WsEndpoint&, uint16_t code, std::string_view reason) {
-  set_closed(code, std::string(reason));
+  set_closed(code, std::string(reason), SessionEnd::kBackend);
   // Reply with the same code (RFC 6455 5.5.1); the endpoint closes TCP once both crossed.
   if (!up_->close_sent()) up_->send_close(code, reason);
   notify();
@@ -260,7 +273,7 @@ void Session::on_ws_close(WsEndpoint&, uint16_t code, std::string_view reason) {
 void Session::on_ws_error(WsEndpoint&, uint16_t code, std::string_view reason) {
   TETHER_LOG(kInfo, "session %s: upstream %s broke the WebSocket protocol (%u: %.*s)", log_id_.c_str(),
              upstream_name_.c_str(), code, static_cast<int>(reason.size()), reason.data());
-  set_closed(code, "upstream protocol error: " + std::string(reason));
+  set_closed(code, "upstream protocol error: " + std::string(reason), SessionEnd::kBackend);
   notify();
 }
 
@@ -268,7 +281,7 @@ void Session::on_ws_gone(WsEndpoint&) {
   if (!close_) {
     TETHER_LOG(kInfo, "session %s: upstream %s closed the connection without a close frame", log_id_.c_str(),
                upstream_name_.c_str());
-    set_closed(ws::close_code::kAbnormal, "upstream connection lost");
+    set_closed(ws::close_code::kAbnormal, "upstream connection lost", SessionEnd::kUpstreamLost);
     notify();
   }
   maybe_retire();

@@ -23,6 +23,7 @@
 
 #include "proxy/core/config.h"
 #include "proxy/core/core.h"
+#include "proxy/core/stats.h"
 #include "proxy/core/ws_endpoint.h"
 #include "proxy/session/outbox.h"
 #include "proxy/session/sequencer.h"
@@ -120,9 +121,11 @@ class Session : public Owned, private WsEndpointOwner {
   };
 
   void on_upstream(Result<UpstreamSocket> result);
-  void set_closed(uint16_t code, std::string reason);
+  void set_closed(uint16_t code, std::string reason, SessionEnd cause);
   void notify();
-  void end(const char* why);
+  // CAUSE counts in the stats unless the session was already closed for another cause.
+  void end(const char* why, SessionEnd cause);
+  MessageCounters& counters() const;
   void start_linger();
   void check_backlog();
   void maybe_retire();
@@ -158,6 +161,7 @@ class Session : public Owned, private WsEndpointOwner {
   OpenDone open_done_;
   Subscriber* subscriber_ = nullptr;
   std::optional<CloseInfo> close_;
+  SessionEnd cause_ = SessionEnd::kLinger;
   EventPtr linger_timer_, full_timer_;
   bool in_table_ = false;
   bool ended_ = false;
