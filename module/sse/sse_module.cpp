@@ -4,6 +4,7 @@
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
+#include "proxy/util/log.h"
 #include "proxy/routing/router.h"
 #include "proxy/session/sse_format.h"
 
@@ -15,6 +16,11 @@ bool wants_event_stream(const http::Request& req) {
   if (http::query_param(req.query, "tether-transport", transport)) return transport == "sse";
   const std::string* accept = req.header("Accept");
   return accept && accept->find("text/event-stream") != std::string::npos;
+}
+
+std::string access_line(const http::Request& req) {
+  return req.method + " " + redact_target(req.target) + " HTTP/" + std::to_string(req.http_major) + "." +
+         std::to_string(req.http_minor);
 }
 
 bool handle(RequestContext& ctx, const ModuleConf&) {
@@ -61,10 +67,12 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       conn.respond_error(400, "Last-Event-ID is ahead of the session", cors);
       return true;
     }
-    std::string peer = conn.peer();
+    std::string peer = conn.peer(), resume_ip = conn.peer_ip();
     auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf());
     ++stats().sessions_resumed;
-    ctx.core.adopt(std::move(stream)).start_resume(*s, seq);
+    Stream& st = ctx.core.adopt(std::move(stream));
+    if (log::access_enabled()) st.set_access(resume_ip, access_line(req));
+    st.start_resume(*s, seq);
     return true;
   }
 
@@ -73,6 +81,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   for (auto& h : route.set_cookie) cors.push_back(std::move(h));  // the stream's head carries it
   auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), peer, std::move(cors), loc.session);
   Stream& st = ctx.core.adopt(std::move(stream));
+  if (log::access_enabled()) st.set_access(peer_ip, access_line(req));
   session::Session& s =
       session::open_session(ctx.core, req, loc, peer_ip, peer, session::Kind::kSse, std::move(route.key),
                             [&st](Status status) { st.on_open(std::move(status)); });

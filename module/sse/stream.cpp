@@ -39,13 +39,17 @@ Stream::Stream(Core& core, BufferEventPtr client, std::string peer, HeaderList c
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   heartbeat_.reset(event_new(core.base(), -1, EV_PERSIST, on_heartbeat, this));
   ++stats().sse_streams;
+  start_ms_ = monotonic_ms();
 }
 
 // Detaching happens in close_now(); at shutdown the core frees objects in any order, so the
 // destructor touches nothing else.
 Stream::~Stream() = default;
 
-void Stream::start_new(session::Session& s) { session_ = &s; }
+void Stream::start_new(session::Session& s) {
+  session_ = &s;
+  access_session_ = s.log_id();
+}
 
 void Stream::on_open(Status status) {
   if (!session_) return;
@@ -53,6 +57,7 @@ void Stream::on_open(Status status) {
     // The session is gone already; the client learns why.
     session_ = nullptr;
     TETHER_LOG(kError, "%s, client: %s", status.error().what.c_str(), peer_.c_str());
+    access_status_ = 502;
     std::string out = format_response(502, "text/plain; charset=utf-8", error_body(status.error().what), cors_, true);
     bufferevent_write(bev_.get(), out.data(), out.size());
     finish();
@@ -85,10 +90,16 @@ void Stream::write_head() {
 
 void Stream::start_resume(session::Session& s, uint64_t after) {
   session_ = &s;
+  access_session_ = s.log_id();
   cursor_ = after;
   write_head();
   s.attach(this);
   flush();
+}
+
+// The session drives the close (tether-close 1001); a stream without one just finishes.
+void Stream::shutdown(bool) {
+  if (!session_) finish();
 }
 
 void Stream::on_session_ready(session::Session&) { flush(); }
@@ -127,6 +138,7 @@ void Stream::flush() {
     session::append_sse_event(out_, "tether-close", json_dump(c), s.id() + "." + std::to_string(box.last_seq() + 1));
   }
   if (!out_.empty()) bufferevent_write(bev_.get(), out_.data(), out_.size());
+  bytes_out_ += out_.size();
   if (cursor_ > box.delivered_through()) s.delivered_through(cursor_);
   if (close_now) {
     // Written is not delivered (the connection may drop before the client reads it): the
@@ -170,6 +182,11 @@ void Stream::close_now() {
   if (retired_) return;
   retired_ = true;
   --stats().sse_streams;
+  if (!access_request_.empty()) {
+    log::access(access_ip_, access_request_, access_status_,
+                "transport=sse session=" + access_session_ + " upstream=- in=0 out=" + std::to_string(bytes_out_) +
+                    " time=" + elapsed_since(start_ms_));
+  }
   event_del(heartbeat_.get());
   if (session_) {
     session::Session* s = std::exchange(session_, nullptr);

@@ -23,6 +23,11 @@ class Stream : public Owned, public session::Subscriber {
   // An existing session, resumed after seq AFTER (Last-Event-ID).
   void start_resume(session::Session& s, uint64_t after);
 
+  void shutdown(bool graceful) override;
+  void set_access(std::string client_ip, std::string request_line) {
+    access_ip_ = std::move(client_ip);
+    access_request_ = std::move(request_line);
+  }
   void on_session_ready(session::Session& s) override;
   void on_session_gone(session::Session& s) override;
 
@@ -50,6 +55,10 @@ class Stream : public Owned, public session::Subscriber {
   bool open_ = false;    // head written, streaming
   bool finishing_ = false;
   bool retired_ = false;
+  std::string access_ip_, access_request_, access_session_ = "-";
+  int access_status_ = 200;
+  uint64_t bytes_out_ = 0;
+  int64_t start_ms_ = 0;
 };
 
 }  // namespace tether::sse

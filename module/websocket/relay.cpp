@@ -57,10 +57,23 @@ void Relay::handle_client_event(short what) {
   finish_if_done();
 }
 
+void Relay::shutdown(bool) {
+  if (pending_client_) {
+    opener_.reset();  // not called from within the opener
+    pending_client_.reset();
+    finish_if_done();
+    return;
+  }
+  for (WsEndpoint* ep : {down_.get(), up_.get()}) {
+    if (ep && !ep->gone()) ep->send_close(ws::close_code::kGoingAway, "server shutting down");
+  }
+}
+
 void Relay::on_upstream(Result<UpstreamSocket> result) {
   if (!pending_client_) return;
   if (!result.ok()) {
     TETHER_LOG(kError, "%s, client: %s", result.error().what.c_str(), client_peer_.c_str());
+    access_status_ = 502;
     std::string out = format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), extra_, true);
     bufferevent_setcb(pending_client_.get(), nullptr, on_close_after_write, on_client_event, this);
     bufferevent_disable(pending_client_.get(), EV_READ);
@@ -88,12 +101,14 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   TETHER_LOG(kInfo, "websocket relay open, client: %s, upstream: %s", client_peer_.c_str(), sock.server.c_str());
   ++stats().websocket_relays;
   counted_ = true;
+  access_status_ = 101;
   down_->start();
   up_->start();
 }
 
 void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) {
   stats().message(stats().websocket, &ep == down_.get(), payload.size());
+  (&ep == down_.get() ? bytes_in_ : bytes_out_) += payload.size();
   WsEndpoint& to = other(ep);
   to.send(opcode, payload);
   // le-proxy's pump: the far side is full, so stop reading this one until it drains.
@@ -148,6 +163,11 @@ void Relay::finish_if_done() {
   bool up_done = !up_ || up_->gone();
   if (pending_client_ || !down_done || !up_done) return;
   retired_ = true;
+  if (!access_request_.empty()) {
+    log::access(access_ip_, access_request_, access_status_ ? access_status_ : 499,
+                "transport=websocket session=- upstream=" + upstream_name_ + " in=" + std::to_string(bytes_in_) +
+                    " out=" + std::to_string(bytes_out_) + " time=" + elapsed_since(start_ms_));
+  }
   if (counted_) --stats().websocket_relays;
   counted_ = false;
   core_.retire(this);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proxy/core/core.h"
+#include "proxy/core/http_connection.h"
 #include "proxy/core/ws_endpoint.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/routing/router.h"
@@ -26,6 +27,12 @@ class Relay : public Owned, private WsEndpointOwner {
              int tries, HeaderList extra);
 
   void handle_client_event(short what);
+  // For the access log line written when the relay ends.
+  void set_access(std::string client_ip, std::string request_line) {
+    access_ip_ = std::move(client_ip);
+    access_request_ = std::move(request_line);
+  }
+  void shutdown(bool graceful) override;
 
  private:
   void on_upstream(Result<UpstreamSocket> result);
@@ -54,6 +61,10 @@ class Relay : public Owned, private WsEndpointOwner {
   std::string upstream_name_;
   bool retired_ = false;
   bool counted_ = false;  // in stats().websocket_relays
+  std::string access_ip_, access_request_;
+  int64_t start_ms_ = monotonic_ms();
+  int access_status_ = 0;
+  uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
 
 }  // namespace tether::websocket

@@ -59,10 +59,12 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   std::string peer = conn.peer();
   std::string client_key = *key;
   Millis timeout = loc.connect_timeout;
+  std::string peer_ip = conn.peer_ip();
   BufferEventPtr bev = conn.detach();  // conn retires; do not touch it after this
   auto relay = std::make_unique<Relay>(ctx.core, ctx.core.config(), std::move(bev), std::move(peer),
                                        std::move(client_key), loc.max_message);
   Relay& r = ctx.core.adopt(std::move(relay));
+  if (log::access_enabled()) r.set_access(peer_ip, req.method + " " + redact_target(req.target) + " HTTP/1.1");
   r.start(*loc.pass->upstream, std::move(route.key), std::move(up), timeout, loc.next_upstream_tries,
           std::move(route.set_cookie));
   return true;

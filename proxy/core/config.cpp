@@ -23,6 +23,9 @@ using conf::kUpstream;
 // The core's own directives; modules bring theirs.
 constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "error_log", .scopes = kMain, .min_args = 1, .max_args = 2},
+    {.name = "access_log", .scopes = kMain, .min_args = 1, .max_args = 1},
+    {.name = "pid", .scopes = kMain, .min_args = 1, .max_args = 1},
+    {.name = "tether_shutdown_timeout", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "server", .scopes = kMain, .min_args = 0, .max_args = 0, .opens = kServer, .repeatable = true},
     {.name = "upstream", .scopes = kMain, .min_args = 1, .max_args = 1, .opens = kUpstream, .repeatable = true},
     {.name = "server", .scopes = kUpstream, .min_args = 1, .max_args = 6, .repeatable = true},
@@ -134,6 +137,20 @@ class Builder {
       if (n.args.size() == 2 && !log::parse_level(n.args[1], cfg_->error_log_level)) {
         return conf::invalid_value(n, 1, "expected debug, info, notice, warn, error, crit, alert or emerg");
       }
+      return ok_status();
+    }
+    if (n.name == "access_log") {
+      cfg_->access_log = n.args[0] == "off" ? "" : n.args[0];
+      return ok_status();
+    }
+    if (n.name == "pid") {
+      cfg_->pid_file = n.args[0];
+      return ok_status();
+    }
+    if (n.name == "tether_shutdown_timeout") {
+      std::optional<Millis> d;
+      if (auto st = duration(n, d); !st.ok()) return st;
+      cfg_->shutdown_timeout = *d;
       return ok_status();
     }
     if (n.name == "client_header_timeout") return duration(n, in.client_header_timeout);

@@ -132,6 +132,9 @@ struct Config {
   std::string file;
   std::string error_log = "stderr";
   log::Level error_log_level = log::Level::kInfo;
+  std::string access_log;       // empty: off
+  std::string pid_file;         // empty: none
+  Millis shutdown_timeout{10'000};
   std::vector<std::unique_ptr<ServerConf>> servers;
   std::map<std::string, std::unique_ptr<UpstreamConf>, std::less<>> upstreams;
   std::list<UpstreamConf> implicit_upstreams;

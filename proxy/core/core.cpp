@@ -4,6 +4,9 @@
 #include <event2/dns.h>
 #include <netinet/in.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -19,6 +22,9 @@ struct Core::Listener {
   Core* core;
   const ServerConf* server;
   ListenerPtr listener;
+  std::string text;  // as configured, with the address: the key a reload matches on
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
 };
 
 namespace {
@@ -40,9 +46,26 @@ void on_reap(evutil_socket_t, short, void* ctx) noexcept;
 
 void on_signal(evutil_socket_t sig, short, void* ctx) noexcept {
   auto* core = static_cast<Core*>(ctx);
-  TETHER_LOG(kNotice, "signal %d (%s) received, exiting", static_cast<int>(sig), strsignal(static_cast<int>(sig)));
-  core->stop();
+  switch (sig) {
+    case SIGHUP:
+      TETHER_LOG(kNotice, "signal %d (SIGHUP) received, reloading", static_cast<int>(sig));
+      core->reload();
+      break;
+    case SIGUSR1:
+      core->reopen_logs();
+      break;
+    case SIGQUIT:
+      TETHER_LOG(kNotice, "signal %d (SIGQUIT) received, shutting down gracefully", static_cast<int>(sig));
+      core->stop(true);
+      break;
+    default:
+      TETHER_LOG(kNotice, "signal %d (%s) received, exiting", static_cast<int>(sig), strsignal(static_cast<int>(sig)));
+      core->stop(false);
+      break;
+  }
 }
+
+void on_deadline(evutil_socket_t, short, void* ctx) noexcept { static_cast<Core*>(ctx)->handle_deadline(); }
 
 }  // namespace
 
@@ -80,6 +103,7 @@ Core::Core(ConfigPtr config)
 }
 
 Core::~Core() {
+  if (!pid_file_.empty()) unlink(pid_file_.c_str());
   listeners_.clear();
   graveyard_.clear();
   // Objects may retire others while being destroyed; keep going until nothing is left.
@@ -91,12 +115,25 @@ Core::~Core() {
   }
 }
 
-Status Core::start() {
-  for (const auto& srv : config_->servers) {
+Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Listener>>& out) {
+  for (const auto& srv : config.servers) {
     for (const auto& l : srv->listens) {
+      // A listener the running config already has keeps its socket (a reload drops nothing
+      // in its accept queue); it only serves the new server block from now on.
+      auto same = std::find_if(listeners_.begin(), listeners_.end(), [&](const std::unique_ptr<Listener>& x) {
+        return x && x->addr_len == l.addr_len && memcmp(&x->addr, &l.addr, l.addr_len) == 0;
+      });
+      if (same != listeners_.end()) {
+        (*same)->server = srv.get();
+        out.push_back(std::move(*same));
+        continue;
+      }
       auto lst = std::make_unique<Listener>();
       lst->core = this;
       lst->server = srv.get();
+      lst->text = l.text;
+      lst->addr = l.addr;
+      lst->addr_len = l.addr_len;
       lst->listener.reset(evconnlistener_new_bind(base_.get(), on_accept, lst.get(),
                                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
                                                   reinterpret_cast<const sockaddr*>(&l.addr),
@@ -111,15 +148,89 @@ Status Core::start() {
       socklen_t len = sizeof bound;
       getsockname(evconnlistener_get_fd(lst->listener.get()), reinterpret_cast<sockaddr*>(&bound), &len);
       TETHER_LOG(kNotice, "listening on %s", format_address(reinterpret_cast<sockaddr*>(&bound)).c_str());
-      listeners_.push_back(std::move(lst));
+      out.push_back(std::move(lst));
     }
   }
-  for (int sig : {SIGTERM, SIGINT}) {
+  return ok_status();
+}
+
+Status Core::start() {
+  std::vector<std::unique_ptr<Listener>> bound;
+  if (auto st = bind_listeners(*config_, bound); !st.ok()) return st;
+  listeners_ = std::move(bound);
+  if (auto st = log::open_access(config_->access_log); !st.ok()) return st;
+  for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) {
     EventPtr ev(evsignal_new(base_.get(), sig, on_signal, this));
     event_add(ev.get(), nullptr);
     signals_.push_back(std::move(ev));
   }
+  write_pid_file();
   return ok_status();
+}
+
+void Core::write_pid_file() {
+  if (config_->pid_file == pid_file_) return;
+  if (!pid_file_.empty()) unlink(pid_file_.c_str());
+  pid_file_ = config_->pid_file;
+  if (pid_file_.empty()) return;
+  FILE* f = fopen(pid_file_.c_str(), "w");
+  if (!f) {
+    TETHER_LOG(kError, "open() \"%s\" failed (%d: %s)", pid_file_.c_str(), errno, strerror(errno));
+    pid_file_.clear();
+    return;
+  }
+  fprintf(f, "%d\n", static_cast<int>(getpid()));
+  fclose(f);
+}
+
+void Core::reload() {
+  if (stopping_) return;
+  auto next = load_config(config_->file, config_->modules);
+  if (!next.ok()) {
+    TETHER_LOG(kError, "reload failed, keeping the old configuration: %s", next.error().what.c_str());
+    return;
+  }
+  ConfigPtr cfg = next.value();
+  std::vector<std::unique_ptr<Listener>> bound;
+  Status st = bind_listeners(*cfg, bound);
+  if (!st.ok()) {
+    // Put back what was taken from the running set, untouched.
+    // Listeners of the running config go back, serving their old server blocks; the ones
+    // just opened for the new config close.
+    for (auto& l : bound) {
+      for (const auto& srv : config_->servers) {
+        for (const auto& lc : srv->listens) {
+          if (l && lc.addr_len == l->addr_len && memcmp(&lc.addr, &l->addr, l->addr_len) == 0) {
+            l->server = srv.get();
+            listeners_.push_back(std::move(l));
+          }
+        }
+      }
+    }
+    std::erase(listeners_, nullptr);
+    TETHER_LOG(kError, "reload failed, keeping the old configuration: %s", st.error().what.c_str());
+    return;
+  }
+  // What the new config no longer lists closes now; live connections are not affected.
+  listeners_ = std::move(bound);
+  if (cfg->error_log != config_->error_log || cfg->error_log_level != config_->error_log_level) {
+    if (auto s = log::open(cfg->error_log, cfg->error_log_level); !s.ok()) TETHER_LOG(kError, "%s", s.error().what.c_str());
+  }
+  if (cfg->access_log != config_->access_log) {
+    if (auto s = log::open_access(cfg->access_log); !s.ok()) TETHER_LOG(kError, "%s", s.error().what.c_str());
+  }
+  config_ = std::move(cfg);
+  router_->apply(*config_);
+  write_pid_file();
+  TETHER_LOG(kNotice, "configuration reloaded from %s", config_->file.c_str());
+}
+
+void Core::reopen_logs() {
+  if (auto st = log::reopen(); !st.ok()) {
+    TETHER_LOG(kError, "reopening the logs failed: %s", st.error().what.c_str());
+    return;
+  }
+  TETHER_LOG(kNotice, "log files reopened");
 }
 
 int Core::run() {
@@ -127,8 +238,29 @@ int Core::run() {
   return 0;
 }
 
-void Core::stop() {
+void Core::stop(bool graceful) {
+  if (stopping_ && graceful) return;
+  bool first = !stopping_;
+  stopping_ = true;
   listeners_.clear();
+  Millis limit = graceful ? config_->shutdown_timeout : std::min(config_->shutdown_timeout, Millis{1000});
+  if (!deadline_) deadline_.reset(evtimer_new(base_.get(), on_deadline, this));
+  timeval tv{static_cast<time_t>(limit.count() / 1000), static_cast<suseconds_t>((limit.count() % 1000) * 1000)};
+  event_add(deadline_.get(), &tv);
+  if (first || !graceful) {
+    std::vector<Owned*> live;
+    for (auto& [p, obj] : live_) live.push_back(p);
+    TETHER_LOG(kNotice, "%s shutdown: closing %zu connections and sessions", graceful ? "graceful" : "fast",
+               live.size());
+    for (Owned* p : live) {
+      if (live_.count(p)) p->shutdown(graceful);
+    }
+  }
+  if (live_.empty()) event_base_loopbreak(base_.get());
+}
+
+void Core::handle_deadline() {
+  TETHER_LOG(kNotice, "shutdown deadline reached with %zu connections still open", live_.size());
   event_base_loopbreak(base_.get());
 }
 
@@ -145,6 +277,7 @@ void Core::reap() {
   auto dead = std::move(graveyard_);
   graveyard_.clear();
   dead.clear();
+  if (stopping_ && live_.empty()) event_base_loopbreak(base_.get());
 }
 
 namespace {

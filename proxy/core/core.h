@@ -25,6 +25,9 @@ class Router;
 class Owned {
  public:
   virtual ~Owned() = default;
+  // The process is stopping: close with 1001 (WebSocket close, tether-close, poll close) and
+  // retire once done. GRACEFUL: let what is under way finish first (polls, close handshakes).
+  virtual void shutdown(bool graceful) { (void)graceful; }
 };
 
 class Core {
@@ -38,8 +41,16 @@ class Core {
   Status start();
   // Runs the loop until stop(); returns the process exit code.
   int run();
-  // Stops accepting and ends the loop; live objects are freed with the core.
-  void stop();
+  // Stops accepting, asks every live object to close (1001), and ends the loop when none is
+  // left, or after tether_shutdown_timeout (GRACEFUL) or 1 s (fast).
+  void stop(bool graceful);
+  // Loads the config file again: a bad one is refused (logged with file:line) and the old one
+  // stays; a good one applies to new requests (listeners added and removed, routes and
+  // upstreams replaced, stick tables of surviving upstreams kept). Live objects keep theirs.
+  void reload();
+  // Reopens the error and access logs (rotation).
+  void reopen_logs();
+  bool stopping() const { return stopping_; }
 
   event_base* base() const { return base_.get(); }
   evdns_base* dns() const { return dns_.get(); }
@@ -60,8 +71,11 @@ class Core {
   void reap();
 
   struct Listener;
+  void handle_deadline();
 
  private:
+  Status bind_listeners(const Config& config, std::vector<std::unique_ptr<Listener>>& out);
+  void write_pid_file();
   EventBasePtr base_;  // first member: destroyed last
   DnsBasePtr dns_;
   ConfigPtr config_;
@@ -72,6 +86,9 @@ class Core {
   std::vector<std::unique_ptr<Owned>> graveyard_;
   EventPtr reaper_;
   std::vector<EventPtr> signals_;
+  EventPtr deadline_;
+  bool stopping_ = false;
+  std::string pid_file_;
 };
 
 // "127.0.0.1:8080" or "[::1]:8080".

@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -70,6 +71,27 @@ std::string format_response(int status, std::string_view content_type, std::stri
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
   if (status != 204 && status != 304) out += body;
+  return out;
+}
+
+int64_t monotonic_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string elapsed_since(int64_t start_ms) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.3f", static_cast<double>(monotonic_ms() - start_ms) / 1000.0);
+  return buf;
+}
+
+std::string redact_target(std::string_view target) {
+  std::string out(target);
+  for (size_t pos = out.find("tether-session="); pos != std::string::npos; pos = out.find("tether-session=", pos + 1)) {
+    size_t start = pos + 15, end = out.find('&', start);
+    if (end == std::string::npos) end = out.size();
+    if (end - start > 6) out.replace(start + 6, end - start - 6, "\u2026");
+  }
   return out;
 }
 
@@ -156,6 +178,20 @@ void HttpConnection::process() {
 
 void HttpConnection::dispatch(http::Request& req) {
   busy_ = true;
+  if (log::access_enabled()) {
+    access_request_ = req.method + " " + redact_target(req.target) + " HTTP/" + std::to_string(req.http_major) + "." +
+                      std::to_string(req.http_minor);
+    std::string sid, transport;
+    bool has_sid = http::query_param(req.query, "tether-session", sid);
+    access_session_ = has_sid ? sid.substr(0, 6) + "\u2026" : "-";
+    access_transport_ = req.method == "GET" && (has_sid || (http::query_param(req.query, "tether-transport", transport) &&
+                                                            transport == "poll"))
+                            ? "poll"
+                        : has_sid ? "send"
+                                  : "http";
+    access_in_ = req.body.size();
+    access_start_ = monotonic_ms();
+  }
   keep_alive_ = req.keep_alive;
   request_timer_ = false;
   const LocationConf* loc = server_.match(req.path);
@@ -197,10 +233,21 @@ void HttpConnection::dispatch(http::Request& req) {
   }
 }
 
+void HttpConnection::log_access(int status, size_t out_bytes) {
+  if (!log::access_enabled()) return;
+  std::string rest = "transport=" + access_transport_ + " session=" + access_session_ + " upstream=- in=" +
+                     std::to_string(access_in_) + " out=" + std::to_string(out_bytes) +
+                     " time=" + elapsed_since(access_start_ ? access_start_ : monotonic_ms());
+  log::access(peer_ip_, access_request_, status, rest);
+  access_request_ = "-";
+  access_start_ = 0;
+}
+
 void HttpConnection::respond(int status, std::string_view content_type, std::string_view body,
                              const HeaderList& extra) {
   bool close = !keep_alive_;
   std::string out = format_response(status, content_type, body, extra, close);
+  log_access(status, out.size());
   bufferevent_write(bev_.get(), out.data(), out.size());
   finish_response(close);
 }
@@ -208,6 +255,7 @@ void HttpConnection::respond(int status, std::string_view content_type, std::str
 void HttpConnection::respond_error(int status, std::string_view reason, const HeaderList& extra, bool close) {
   close = close || !keep_alive_;
   std::string out = format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close);
+  log_access(status, out.size());
   bufferevent_write(bev_.get(), out.data(), out.size());
   finish_response(close);
 }
@@ -218,6 +266,11 @@ void HttpConnection::defer(DeferredResponse* waiter) {
 }
 
 void HttpConnection::handle_kick() { process(); }
+
+void HttpConnection::shutdown(bool) {
+  keep_alive_ = false;
+  if (!busy_ && !closing_) close_now();
+}
 
 void HttpConnection::finish_response(bool close) {
   busy_ = false;
@@ -316,7 +369,7 @@ void HttpConnection::arm_timer() {
 
 void HttpConnection::linger() {
   lingering_ = true;
-  if (shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) {
+  if (::shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) {
     close_now();
     return;
   }

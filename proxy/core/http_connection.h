@@ -25,6 +25,12 @@ std::string format_response(int status, std::string_view content_type, std::stri
 // The body of every error: one line, then "\n".
 std::string error_body(std::string_view reason);
 
+// For the access log: the request target with the tether-session value cut to its first six
+// characters (a session id is a bearer secret), and the time since START_MS as "0.003".
+std::string redact_target(std::string_view target);
+std::string elapsed_since(int64_t start_ms);
+int64_t monotonic_ms();
+
 // A module that answers a request later (a held poll, a POST waiting for its turn) registers
 // with HttpConnection::defer(); if the client leaves first, the connection calls
 // on_client_gone() once and forgets it.
@@ -43,6 +49,8 @@ class HttpConnection : public Owned {
   ~HttpConnection() override;
 
   void start();
+  // Answers what is under way, then closes; an idle connection closes now.
+  void shutdown(bool graceful) override;
 
   // Answers the request being handled. Error statuses (>= 400) should use respond_error.
   void respond(int status, std::string_view content_type, std::string_view body, const HeaderList& extra = {});
@@ -94,7 +102,14 @@ class HttpConnection : public Owned {
   bool served_any_ = false;
   bool read_paused_ = false;
   bool lingering_ = false;
-  bool counted_ = true;          // in stats().http_connections       // write side shut, discarding input until EOF
+  bool counted_ = true;          // in stats().http_connections
+  // The request being answered, for the access log.
+  std::string access_request_ = "-";
+  std::string access_transport_ = "http";
+  std::string access_session_ = "-";
+  size_t access_in_ = 0;
+  int64_t access_start_ = 0;
+  void log_access(int status, size_t out_bytes);       // write side shut, discarding input until EOF
 };
 
 }  // namespace tether

@@ -162,6 +162,25 @@ void Session::close_by_client() {
   end("the client closed it", SessionEnd::kClient);
 }
 
+void Session::shutdown(bool) {
+  if (ended_) return;
+  if (!up_) {
+    // Still connecting: give up, and tell whoever waits for the open.
+    opener_.reset();  // not called from within the opener
+    ended_ = true;
+    auto done = std::move(open_done_);
+    maybe_retire();
+    if (done) done(Error{Errc::kUpstream, "server shutting down"});
+    return;
+  }
+  if (!close_) {
+    if (!up_->gone()) up_->send_close(ws::close_code::kGoingAway, "server shutting down");
+    set_closed(ws::close_code::kGoingAway, "server shutting down", SessionEnd::kShutdown);
+    notify();
+  }
+  end("server shutting down", SessionEnd::kShutdown);
+}
+
 Session::SendResult Session::send(uint64_t seq, ws::Opcode opcode, std::string payload, SendWaiter* waiter) {
   if (ended_ || close_ || !up_ || up_->gone()) return SendResult::kEnded;
   HeldSend entry{opcode, std::move(payload), {waiter}};

@@ -112,6 +112,8 @@ class Session : public Owned, private WsEndpointOwner {
 
   // DELETE: closes the upstream with 1000; the subscriber, if any, gets the close; the session ends.
   void close_by_client();
+  // The process stops: the upstream and the client get 1001; the session ends.
+  void shutdown(bool graceful) override;
 
  private:
   struct HeldSend {

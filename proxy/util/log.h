@@ -23,6 +23,14 @@ inline bool enabled(Level level) { return level >= threshold(); }
 
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// The access log: PATH, or "" for off. Reopening (SIGUSR1) uses the same path.
+Status open_access(const std::string& path);
+bool access_enabled();
+// One line: `CLIENT - [TIME] "REQUEST" STATUS REST`.
+void access(std::string_view client, std::string_view request, int status, std::string_view rest);
+// Reopens both logs at their paths (log rotation).
+Status reopen();
+
 }  // namespace tether::log
 
 #define TETHER_LOG(level, ...)                                                   \
