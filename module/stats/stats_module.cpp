@@ -114,7 +114,7 @@ std::string json_report(Core& core) {
     json_object_set_new(ups, rt->name().c_str(), up);
   }
   json_object_set_new(root, "upstreams", ups);
-  char* text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+  char* text = json_dumps(root, JSON_INDENT(2));
   std::string out = text ? text : "{}";
   out += '\n';
   free(text);

@@ -369,6 +369,7 @@ void HttpConnection::arm_timer() {
 
 void HttpConnection::linger() {
   lingering_ = true;
+  uncount();  // it serves nothing more: only waiting for the client's FIN
   if (::shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) {
     close_now();
     return;
