@@ -23,8 +23,9 @@ struct Core::Listener {
   const ServerConf* server;
   ListenerPtr listener;
   std::string text;  // as configured, with the address: the key a reload matches on
-  sockaddr_storage addr{};
+  sockaddr_storage addr{};   // as configured (port 0 possible)
   socklen_t addr_len = 0;
+  sockaddr_storage bound{};  // as bound (the real port)
 };
 
 namespace {
@@ -120,8 +121,11 @@ Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Li
     for (const auto& l : srv->listens) {
       // A listener the running config already has keeps its socket (a reload drops nothing
       // in its accept queue); it only serves the new server block from now on.
+      // Matched as configured, or as bound: `listen 127.0.0.1:0` rewritten with the port it got
+      // is the same socket.
       auto same = std::find_if(listeners_.begin(), listeners_.end(), [&](const std::unique_ptr<Listener>& x) {
-        return x && x->addr_len == l.addr_len && memcmp(&x->addr, &l.addr, l.addr_len) == 0;
+        return x && x->addr_len == l.addr_len &&
+               (memcmp(&x->addr, &l.addr, l.addr_len) == 0 || memcmp(&x->bound, &l.addr, l.addr_len) == 0);
       });
       if (same != listeners_.end()) {
         (*same)->server = srv.get();
@@ -147,6 +151,7 @@ Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Li
       sockaddr_storage bound{};
       socklen_t len = sizeof bound;
       getsockname(evconnlistener_get_fd(lst->listener.get()), reinterpret_cast<sockaddr*>(&bound), &len);
+      lst->bound = bound;
       TETHER_LOG(kNotice, "listening on %s", format_address(reinterpret_cast<sockaddr*>(&bound)).c_str());
       out.push_back(std::move(lst));
     }
@@ -155,15 +160,16 @@ Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Li
 }
 
 Status Core::start() {
-  std::vector<std::unique_ptr<Listener>> bound;
-  if (auto st = bind_listeners(*config_, bound); !st.ok()) return st;
-  listeners_ = std::move(bound);
-  if (auto st = log::open_access(config_->access_log); !st.ok()) return st;
+  // Signals first: whoever sees "listening on" may signal us at once.
   for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1}) {
     EventPtr ev(evsignal_new(base_.get(), sig, on_signal, this));
     event_add(ev.get(), nullptr);
     signals_.push_back(std::move(ev));
   }
+  if (auto st = log::open_access(config_->access_log); !st.ok()) return st;
+  std::vector<std::unique_ptr<Listener>> bound;
+  if (auto st = bind_listeners(*config_, bound); !st.ok()) return st;
+  listeners_ = std::move(bound);
   write_pid_file();
   return ok_status();
 }
@@ -200,7 +206,8 @@ void Core::reload() {
     for (auto& l : bound) {
       for (const auto& srv : config_->servers) {
         for (const auto& lc : srv->listens) {
-          if (l && lc.addr_len == l->addr_len && memcmp(&lc.addr, &l->addr, l->addr_len) == 0) {
+          if (l && lc.addr_len == l->addr_len &&
+              (memcmp(&lc.addr, &l->addr, l->addr_len) == 0 || memcmp(&lc.addr, &l->bound, l->addr_len) == 0)) {
             l->server = srv.get();
             listeners_.push_back(std::move(l));
           }
