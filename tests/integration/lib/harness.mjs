@@ -266,6 +266,39 @@ export async function startTether(confText, { args = [] } = {}) {
       })();
       return stopped;
     },
+    /** Resolves to { code, signal } once the process has exited, however it was stopped. */
+    exited: exitPromise(child),
+    /**
+     * Like stop(), for tests that stop tether another way: sends `signal` by pid (e.g.
+     * 'SIGQUIT'), or nothing when `signal` is null (e.g. `tether -s quit` sent it), then awaits
+     * the exit (guarded by timeoutMs) and asserts exit code 0 and no [alert]/[emerg] line.
+     * Resolves to { code, signal }. stop() afterwards returns the same promise.
+     */
+    stopWith(signal, { timeoutMs = STOP_TIMEOUT_MS } = {}) {
+      stopped ??= (async () => {
+        try {
+          const exited = exitPromise(child);
+          if (signal && tether.running) child.kill(signal);
+          let result;
+          try {
+            result = await withTimeout(exited, timeoutMs, () => `tether (pid ${child.pid}) to exit${signal ? ` after ${signal}` : ''}\n${dump()}`);
+          } catch (err) {
+            child.kill('SIGKILL');
+            await exited;
+            throw err;
+          }
+          await stderrClosed; // every stderr line has been read
+          assert.equal(result.signal, null, `tether was killed by ${result.signal}\n${dump()}`);
+          assert.equal(result.code, 0, `tether exited with code ${result.code}${signal ? ` on ${signal}` : ''}\n${dump()}`);
+          const bad = stderrLines.filter((l) => l.includes('[alert]') || l.includes('[emerg]'));
+          assert.deepEqual(bad, [], `tether logged [alert]/[emerg] lines\n${dump()}`);
+          return result;
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      })();
+      return stopped;
+    },
   };
   return tether;
 }
