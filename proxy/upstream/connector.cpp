@@ -2,6 +2,8 @@
 
 #include <event2/buffer.h>
 #include <http_parser.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -158,6 +160,8 @@ void Connector::try_next() {
 void Connector::handle_event(short what) {
   if (finished_) return;
   if (what & BEV_EVENT_CONNECTED) {
+    int one = 1;  // no Nagle delay on relayed messages (see HttpConnection)
+    setsockopt(bufferevent_getfd(bev_.get()), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     send_request();
     return;
   }
