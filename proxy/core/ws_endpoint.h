@@ -76,6 +76,7 @@ class WsEndpoint : private ws::DecoderSink {
   void on_close(uint16_t code, std::string_view reason) override;
   void on_error(uint16_t code, std::string_view reason) override;
   void drop();
+  void write_frame();
 
   event_base* base_;
   BufferEventPtr bev_;
