@@ -155,12 +155,6 @@ class Opening : public Owned, public DeferredResponse {
   HeaderList headers_;
 };
 
-bool parse_u64(std::string_view s, uint64_t& out) {
-  if (s.empty() || s.size() > 19) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 bool handle(RequestContext& ctx, const ModuleConf&) {
   const http::Request& req = ctx.request;
   const LocationConf& loc = ctx.location;
@@ -194,19 +188,12 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     conn.respond_error(400, "missing tether-ack", headers);
     return true;
   }
-  if (!parse_u64(ack_text, ack)) {
+  if (!session::parse_decimal(ack_text, ack)) {
     conn.respond_error(400, "invalid tether-ack (expected the last seq received, 0 at first)", headers);
     return true;
   }
-  session::Session* s = ctx.core.sessions().find(sid);
-  if (!s) {
-    if (ctx.core.sessions().recently_ended(sid)) {
-      conn.respond_error(410, "session closed", headers);
-    } else {
-      conn.respond_error(404, "unknown session", headers);
-    }
-    return true;
-  }
+  session::Session* s = session::find_or_answer(ctx.core, conn, sid, headers);
+  if (!s) return true;
   if (s->kind() != session::Kind::kPoll) {
     conn.respond_error(400, "session " + s->log_id() + " is an SSE session", headers);
     return true;

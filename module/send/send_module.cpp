@@ -38,12 +38,6 @@ class HeldSend : public Owned, public session::SendWaiter, public DeferredRespon
   HeaderList headers_;
 };
 
-bool parse_seq(std::string_view s, uint64_t& out) {
-  if (s.empty() || s.size() > 19) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size() && out > 0;
-}
-
 bool is_binary(const http::Request& req) {
   const std::string* type = req.header("Content-Type");
   if (!type) return false;
@@ -72,20 +66,13 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       conn.respond_error(400, "missing tether-seq", headers);
       return true;
     }
-    if (!parse_seq(seq_text, seq)) {
+    if (!session::parse_decimal(seq_text, seq) || seq == 0) {
       conn.respond_error(400, "invalid tether-seq (expected 1, 2, 3 ...)", headers);
       return true;
     }
   }
-  session::Session* s = ctx.core.sessions().find(sid);
-  if (!s) {
-    if (ctx.core.sessions().recently_ended(sid)) {
-      conn.respond_error(410, "session closed", headers);
-    } else {
-      conn.respond_error(404, "unknown session", headers);
-    }
-    return true;
-  }
+  session::Session* s = session::find_or_answer(ctx.core, conn, sid, headers);
+  if (!s) return true;
   if (del) {
     s->close_by_client();
     conn.respond(204, "", "", headers);

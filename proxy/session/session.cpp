@@ -1,5 +1,6 @@
 #include "proxy/session/session.h"
 
+#include <charconv>
 #include <chrono>
 #include <utility>
 
@@ -351,6 +352,25 @@ Session& open_session(Core& core, const http::Request& req, const LocationConf& 
   ref.connect(*loc.pass->upstream, std::move(key), build_upstream_request(req, loc, peer_ip), loc.connect_timeout,
               loc.next_upstream_tries, std::move(done));
   return ref;
+}
+
+Session* find_or_answer(Core& core, HttpConnection& conn, std::string_view sid, const HeaderList& headers) {
+  if (Session* s = core.sessions().find(sid)) return s;
+  if (core.sessions().recently_ended(sid)) {
+    conn.respond_error(410, "session closed", headers);
+  } else {
+    conn.respond_error(404, "unknown session", headers);
+  }
+  return nullptr;
+}
+
+bool parse_decimal(std::string_view s, uint64_t& out) {
+  if (s.empty() || s.size() > 19) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
 }
 
 std::string make_unique_id(const SessionTable& table) {

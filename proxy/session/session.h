@@ -23,6 +23,7 @@
 
 #include "proxy/core/config.h"
 #include "proxy/core/core.h"
+#include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
 #include "proxy/core/ws_endpoint.h"
 #include "proxy/session/outbox.h"
@@ -195,6 +196,12 @@ class SessionTable {
   std::map<std::string, int64_t, std::less<>> ended_;           // id -> expiry (ms, monotonic)
   std::multimap<int64_t, std::string> ended_by_time_;
 };
+
+// The live session SID names, or nullptr after answering the request on CONN: 410 when it
+// ended recently, 404 when it is unknown (each with HEADERS, e.g. CORS).
+Session* find_or_answer(Core& core, HttpConnection& conn, std::string_view sid, const HeaderList& headers);
+// A decimal tether-seq / tether-ack value: digits only, at most 19 of them.
+bool parse_decimal(std::string_view s, uint64_t& out);
 
 // A fresh session's id, unique among live and recently ended ones.
 std::string make_unique_id(const SessionTable& table);
