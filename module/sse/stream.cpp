@@ -5,6 +5,7 @@
 
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
+#include "proxy/core/write_now.h"
 #include "proxy/session/sse_format.h"
 #include "proxy/util/log.h"
 
@@ -59,7 +60,7 @@ void Stream::on_open(Status status) {
     TETHER_LOG(kError, "%s, client: %s", status.error().what.c_str(), peer_.c_str());
     access_status_ = 502;
     std::string out = format_response(502, "text/plain; charset=utf-8", error_body(status.error().what), cors_, true);
-    bufferevent_write(bev_.get(), out.data(), out.size());
+    write_now(bev_.get(), out.data(), out.size());
     finish();
     return;
   }
@@ -68,7 +69,7 @@ void Stream::on_open(Status status) {
   json_t* open = json_pack("{s:s,s:s}", "session", s.id().c_str(), "protocol", s.protocol().c_str());
   out_.clear();
   session::append_sse_event(out_, "tether-open", json_dump(open), s.id() + ".0");
-  bufferevent_write(bev_.get(), out_.data(), out_.size());
+  write_now(bev_.get(), out_.data(), out_.size());
   s.attach(this);
   flush();
 }
@@ -81,7 +82,7 @@ void Stream::write_head() {
   head += "\r\n";
   if (conf_.sse_padding) session::append_sse_padding(head);
   if (conf_.sse_retry) session::append_sse_retry(head, static_cast<uint64_t>(conf_.sse_retry->count()));
-  bufferevent_write(bev_.get(), head.data(), head.size());
+  write_now(bev_.get(), head.data(), head.size());
   open_ = true;
   timeval tv{static_cast<time_t>(conf_.heartbeat.count() / 1000),
              static_cast<suseconds_t>((conf_.heartbeat.count() % 1000) * 1000)};
@@ -124,8 +125,16 @@ void Stream::flush() {
     session::append_sse_event(out_, "tether-gap", json_dump(gap));
     cursor_ = first - 1;
   }
+  // Batches of up to kHighWatermark. When the socket takes a whole batch at once nothing is
+  // queued, so no write callback would come to continue: go on while that is so (the socket
+  // buffer bounds it), and stop once something waits in the output.
   for (auto it = box.after(cursor_); it != box.end(); ++it) {
-    if (evbuffer_get_length(out) + out_.size() > kHighWatermark) break;
+    if (evbuffer_get_length(out) + out_.size() > kHighWatermark) {
+      write_now(bev_.get(), out_.data(), out_.size());
+      bytes_out_ += out_.size();
+      out_.clear();
+      if (evbuffer_get_length(out) > 0) break;
+    }
     session::append_sse_message(out_, s.id(), it->seq, it->binary, it->payload);
     cursor_ = it->seq;
   }
@@ -137,7 +146,7 @@ void Stream::flush() {
     // got the close; one naming an earlier seq gets the rest and the close again.
     session::append_sse_event(out_, "tether-close", json_dump(c), s.id() + "." + std::to_string(box.last_seq() + 1));
   }
-  if (!out_.empty()) bufferevent_write(bev_.get(), out_.data(), out_.size());
+  if (!out_.empty()) write_now(bev_.get(), out_.data(), out_.size());
   bytes_out_ += out_.size();
   if (cursor_ > box.delivered_through()) s.delivered_through(cursor_);
   if (close_now) {
@@ -167,7 +176,7 @@ void Stream::handle_event(short) { close_now(); }
 void Stream::handle_heartbeat() {
   std::string hb;
   session::append_sse_comment(hb, "heartbeat");
-  bufferevent_write(bev_.get(), hb.data(), hb.size());
+  write_now(bev_.get(), hb.data(), hb.size());
 }
 
 void Stream::finish() {

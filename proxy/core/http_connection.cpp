@@ -11,6 +11,7 @@
 #include "module/module.h"
 #include "proxy/core/cors.h"
 #include "proxy/core/stats.h"
+#include "proxy/core/write_now.h"
 #include "proxy/util/log.h"
 
 namespace tether {
@@ -254,7 +255,7 @@ void HttpConnection::respond(int status, std::string_view content_type, std::str
   bool close = !keep_alive_;
   std::string out = format_response(status, content_type, body, extra, close);
   log_access(status, out.size());
-  bufferevent_write(bev_.get(), out.data(), out.size());
+  write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
 }
 
@@ -262,7 +263,7 @@ void HttpConnection::respond_error(int status, std::string_view reason, const He
   close = close || !keep_alive_;
   std::string out = format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close);
   log_access(status, out.size());
-  bufferevent_write(bev_.get(), out.data(), out.size());
+  write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
 }
 
@@ -289,7 +290,9 @@ void HttpConnection::finish_response(bool close) {
     closing_ = true;
     bufferevent_disable(bev_.get(), EV_READ);
     evtimer_del(timer_.get());
-    // handle_write closes once the output is flushed.
+    // handle_write closes once the output is flushed; if it all went out at once, no write
+    // callback follows: close now.
+    if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) linger();
   }
 }
 

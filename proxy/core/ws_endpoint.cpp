@@ -1,7 +1,7 @@
 #include "proxy/core/ws_endpoint.h"
 
 #include <event2/buffer.h>
-#include <sys/socket.h>
+#include "proxy/core/write_now.h"
 
 namespace tether {
 namespace {
@@ -68,19 +68,7 @@ void WsEndpoint::resume_reading() {
   if (evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) event_active(kick_.get(), EV_TIMEOUT, 0);
 }
 
-// Writes FRAME_ now when nothing is queued before it (as nginx and HAProxy do), and queues
-// only what the socket did not take. Through the bufferevent alone every message costs an
-// epoll_ctl to watch for writability, a wake-up, the write, and an epoll_ctl to stop
-// watching: the profile of a relay was mostly those system calls.
-void WsEndpoint::write_frame() {
-  size_t done = 0;
-  if (pending_output() == 0) {
-    ssize_t n = ::send(bufferevent_getfd(bev_.get()), frame_.data(), frame_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    // An error other than EAGAIN is left for the bufferevent to meet and report.
-    if (n > 0) done = static_cast<size_t>(n);
-  }
-  if (done < frame_.size()) bufferevent_write(bev_.get(), frame_.data() + done, frame_.size() - done);
-}
+void WsEndpoint::write_frame() { write_now(bev_.get(), frame_.data(), frame_.size()); }
 
 void WsEndpoint::send(ws::Opcode opcode, std::string_view payload) {
   if (!bev_ || close_sent_) return;
