@@ -12,18 +12,18 @@ namespace tether::conf {
 // Where a directive may appear. A block directive opens a new scope: see DirectiveSpec::opens.
 enum Scope : unsigned {
   kMain = 1u << 0,
-  kServer = 1u << 1,      // inside server { }
-  kLocation = 1u << 2,    // inside location { }
-  kUpstream = 1u << 3,    // inside upstream { }
+  kServer = 1u << 1,    // inside server { }
+  kLocation = 1u << 2,  // inside location { }
+  kUpstream = 1u << 3,  // inside upstream { }
 };
 
 struct DirectiveSpec {
   std::string_view name;
-  unsigned scopes;           // bitwise OR of Scope
+  unsigned scopes;  // bitwise OR of Scope
   int min_args;
-  int max_args;              // -1: no upper bound
-  Scope opens = Scope{0};    // non-zero: a block directive whose body is checked in this scope
-  bool repeatable = false;   // may appear more than once in the same block
+  int max_args;             // -1: no upper bound
+  Scope opens = Scope{0};   // non-zero: a block directive whose body is checked in this scope
+  bool repeatable = false;  // may appear more than once in the same block
 };
 
 // Several specs may share a name when their scopes do not overlap (`server { }` in main,

@@ -14,6 +14,8 @@ const Module* const kModules[] = {&stats_module::kModule, &websocket::kModule, &
                                   &send::kModule};
 }  // namespace
 
-std::span<const Module* const> all_modules() { return kModules; }
+std::span<const Module* const> all_modules() {
+  return kModules;
+}
 
 }  // namespace tether

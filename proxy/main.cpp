@@ -1,7 +1,7 @@
 // tether: the edge proxy's command line.
 
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -27,13 +27,15 @@ constexpr const char* kUsage =
 // -s: the running tether is the one whose pid file the config names.
 int send_signal(const tether::Config& cfg, const std::string& file, const std::string& name) {
   if (cfg.pid_file.empty()) {
-    std::fprintf(stderr, "tether: [error] no \"pid\" directive in %s: cannot find the running tether\n", file.c_str());
+    std::fprintf(stderr, "tether: [error] no \"pid\" directive in %s: cannot find the running tether\n",
+                 file.c_str());
     return 1;
   }
   FILE* f = std::fopen(cfg.pid_file.c_str(), "r");
   long pid = 0;
   if (!f || std::fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
-    std::fprintf(stderr, "tether: [error] invalid PID in \"%s\"%s\n", cfg.pid_file.c_str(), f ? "" : " (cannot open it)");
+    std::fprintf(stderr, "tether: [error] invalid PID in \"%s\"%s\n", cfg.pid_file.c_str(),
+                 f ? "" : " (cannot open it)");
     if (f) std::fclose(f);
     return 1;
   }
@@ -65,8 +67,10 @@ int main(int argc, char** argv) {
       test_only = true;
     } else if (a == "-s" && i + 1 < argc) {
       signal_name = argv[++i];
-      if (signal_name != "reload" && signal_name != "reopen" && signal_name != "stop" && signal_name != "quit") {
-        std::fprintf(stderr, "tether: invalid signal \"%s\" (reload, reopen, stop or quit)\n", signal_name.c_str());
+      if (signal_name != "reload" && signal_name != "reopen" && signal_name != "stop" &&
+          signal_name != "quit") {
+        std::fprintf(stderr, "tether: invalid signal \"%s\" (reload, reopen, stop or quit)\n",
+                     signal_name.c_str());
         return 1;
       }
     } else if (a == "-c" && i + 1 < argc) {

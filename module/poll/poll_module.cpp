@@ -51,9 +51,9 @@ std::string poll_body(const session::Session& s, uint64_t ack) {
   json_t* body = json_object();
   json_object_set_new(body, "messages", messages);
   if (s.close_info() && last == box.last_seq()) {
-    json_object_set_new(body, "close", json_pack("{s:i,s:s%}", "code", static_cast<int>(s.close_info()->code),
-                                                 "reason", s.close_info()->reason.data(),
-                                                 s.close_info()->reason.size()));
+    json_object_set_new(body, "close",
+                        json_pack("{s:i,s:s%}", "code", static_cast<int>(s.close_info()->code), "reason",
+                                  s.close_info()->reason.data(), s.close_info()->reason.size()));
   }
   return dump(body);
 }
@@ -162,7 +162,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   if (!loc.pass || req.method != "GET" || req.upgrade) return false;
   std::string transport, sid, ack_text;
   bool has_session = http::query_param(req.query, "tether-session", sid);
-  bool opening = !has_session && http::query_param(req.query, "tether-transport", transport) && transport == "poll";
+  bool opening =
+      !has_session && http::query_param(req.query, "tether-transport", transport) && transport == "poll";
   if (!has_session && !opening) return false;
   if (!(loc.transports & kPoll)) {
     conn.respond_error(404, "long polling is not enabled at " + loc.path);

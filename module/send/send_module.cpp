@@ -1,7 +1,8 @@
 #include "module/send/send_module.h"
 
-#include <charconv>
 #include <strings.h>
+
+#include <charconv>
 
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"

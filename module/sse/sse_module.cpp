@@ -4,9 +4,9 @@
 #include "proxy/core/cors.h"
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
-#include "proxy/util/log.h"
 #include "proxy/routing/router.h"
 #include "proxy/session/sse_format.h"
+#include "proxy/util/log.h"
 
 namespace tether::sse {
 namespace {
@@ -68,7 +68,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       return true;
     }
     std::string peer = conn.peer(), resume_ip = conn.peer_ip();
-    auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf());
+    auto stream =
+        std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf());
     ++stats().sessions_resumed;
     Stream& st = ctx.core.adopt(std::move(stream));
     if (log::access_enabled()) st.set_access(resume_ip, access_line(req));

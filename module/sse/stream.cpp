@@ -17,10 +17,18 @@ namespace {
 constexpr size_t kHighWatermark = 256 * 1024;
 constexpr size_t kLowWatermark = 64 * 1024;
 
-void on_read(bufferevent*, void* ctx) noexcept { static_cast<Stream*>(ctx)->handle_read(); }
-void on_write(bufferevent*, void* ctx) noexcept { static_cast<Stream*>(ctx)->handle_write(); }
-void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<Stream*>(ctx)->handle_event(what); }
-void on_heartbeat(evutil_socket_t, short, void* ctx) noexcept { static_cast<Stream*>(ctx)->handle_heartbeat(); }
+void on_read(bufferevent*, void* ctx) noexcept {
+  static_cast<Stream*>(ctx)->handle_read();
+}
+void on_write(bufferevent*, void* ctx) noexcept {
+  static_cast<Stream*>(ctx)->handle_write();
+}
+void on_event(bufferevent*, short what, void* ctx) noexcept {
+  static_cast<Stream*>(ctx)->handle_event(what);
+}
+void on_heartbeat(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Stream*>(ctx)->handle_heartbeat();
+}
 
 std::string json_dump(json_t* j) {
   char* s = json_dumps(j, JSON_COMPACT);
@@ -59,7 +67,8 @@ void Stream::on_open(Status status) {
     session_ = nullptr;
     TETHER_LOG(kError, "%s, client: %s", status.error().what.c_str(), peer_.c_str());
     access_status_ = 502;
-    std::string out = format_response(502, "text/plain; charset=utf-8", error_body(status.error().what), cors_, true);
+    std::string out =
+        format_response(502, "text/plain; charset=utf-8", error_body(status.error().what), cors_, true);
     write_now(bev_.get(), out.data(), out.size());
     finish();
     return;
@@ -103,7 +112,9 @@ void Stream::shutdown(bool) {
   if (!session_) finish();
 }
 
-void Stream::on_session_ready(session::Session&) { flush(); }
+void Stream::on_session_ready(session::Session&) {
+  flush();
+}
 
 void Stream::on_session_gone(session::Session&) {
   // Replaced by a newer stream of the same session, or the session ended.
@@ -144,7 +155,8 @@ void Stream::flush() {
                           s.close_info()->reason.data(), s.close_info()->reason.size());
     // The close has an id one past the last message: a reconnect naming it proves the client
     // got the close; one naming an earlier seq gets the rest and the close again.
-    session::append_sse_event(out_, "tether-close", json_dump(c), s.id() + "." + std::to_string(box.last_seq() + 1));
+    session::append_sse_event(out_, "tether-close", json_dump(c),
+                              s.id() + "." + std::to_string(box.last_seq() + 1));
   }
   if (!out_.empty()) write_now(bev_.get(), out_.data(), out_.size());
   bytes_out_ += out_.size();
@@ -171,7 +183,9 @@ void Stream::handle_write() {
   flush();
 }
 
-void Stream::handle_event(short) { close_now(); }
+void Stream::handle_event(short) {
+  close_now();
+}
 
 void Stream::handle_heartbeat() {
   std::string hb;
@@ -193,14 +207,16 @@ void Stream::close_now() {
   --stats().sse_streams;
   if (!access_request_.empty()) {
     log::access(access_ip_, access_request_, access_status_,
-                "transport=sse session=" + access_session_ + " upstream=- in=0 out=" + std::to_string(bytes_out_) +
-                    " time=" + elapsed_since(start_ms_));
+                "transport=sse session=" + access_session_ + " upstream=- in=0 out=" +
+                    std::to_string(bytes_out_) + " time=" + elapsed_since(start_ms_));
   }
   event_del(heartbeat_.get());
   if (session_) {
     session::Session* s = std::exchange(session_, nullptr);
-    if (open_) s->detach(this);
-    else s->abandon();
+    if (open_)
+      s->detach(this);
+    else
+      s->abandon();
   }
   if (bev_) {
     bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);

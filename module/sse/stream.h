@@ -40,7 +40,7 @@ class Stream : public Owned, public session::Subscriber {
  private:
   void write_head();
   void flush();
-  void finish();      // close the connection once the output is written
+  void finish();  // close the connection once the output is written
   void close_now();
 
   Core& core_;

@@ -26,7 +26,8 @@ constexpr conf::DirectiveSpec kDirectives[] = {
 };
 
 int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -50,8 +51,9 @@ const char* server_state(routing::UpstreamRuntime& rt, size_t i) {
 }
 
 json_t* counters_json(const MessageCounters& c) {
-  return json_pack("{s:I,s:I,s:I,s:I}", "in", static_cast<json_int_t>(c.in), "out", static_cast<json_int_t>(c.out),
-                   "in_bytes", static_cast<json_int_t>(c.in_bytes), "out_bytes", static_cast<json_int_t>(c.out_bytes));
+  return json_pack("{s:I,s:I,s:I,s:I}", "in", static_cast<json_int_t>(c.in), "out",
+                   static_cast<json_int_t>(c.out), "in_bytes", static_cast<json_int_t>(c.in_bytes),
+                   "out_bytes", static_cast<json_int_t>(c.out_bytes));
 }
 
 std::string json_report(Core& core) {
@@ -64,23 +66,26 @@ std::string json_report(Core& core) {
   json_object_set_new(
       root, "connections",
       json_pack("{s:I,s:I,s:I,s:I,s:I}", "websocket", static_cast<json_int_t>(st.websocket_relays), "sse",
-                static_cast<json_int_t>(st.sse_streams), "poll_waiting", static_cast<json_int_t>(st.polls_waiting),
-                "other", static_cast<json_int_t>(st.http_connections - st.polls_waiting), "accepted_total",
+                static_cast<json_int_t>(st.sse_streams), "poll_waiting",
+                static_cast<json_int_t>(st.polls_waiting), "other",
+                static_cast<json_int_t>(st.http_connections - st.polls_waiting), "accepted_total",
                 static_cast<json_int_t>(st.accepted_total)));
   json_t* closed = json_object();
   for (size_t i = 0; i < static_cast<size_t>(SessionEnd::kCount); ++i) {
     json_object_set_new(closed, std::string(session_end_name(static_cast<SessionEnd>(i))).c_str(),
                         json_integer(static_cast<json_int_t>(st.sessions_closed[i])));
   }
-  json_object_set_new(root, "sessions",
-                      json_pack("{s:I,s:I,s:I,s:I,s:o}", "active", static_cast<json_int_t>(core.sessions().size()),
-                                "opened_total", static_cast<json_int_t>(st.sessions_opened), "resumed_total",
-                                static_cast<json_int_t>(st.sessions_resumed), "expired_total",
-                                static_cast<json_int_t>(st.sessions_expired), "closed_total", closed));
+  json_object_set_new(
+      root, "sessions",
+      json_pack("{s:I,s:I,s:I,s:I,s:o}", "active", static_cast<json_int_t>(core.sessions().size()),
+                "opened_total", static_cast<json_int_t>(st.sessions_opened), "resumed_total",
+                static_cast<json_int_t>(st.sessions_resumed), "expired_total",
+                static_cast<json_int_t>(st.sessions_expired), "closed_total", closed));
   json_object_set_new(root, "messages",
-                      json_pack("{s:o,s:o,s:o}", "websocket", counters_json(st.websocket), "sse", counters_json(st.sse),
-                                "poll", counters_json(st.poll)));
-  json_object_set_new(root, "buffer_full_pauses_total", json_integer(static_cast<json_int_t>(st.buffer_full_pauses)));
+                      json_pack("{s:o,s:o,s:o}", "websocket", counters_json(st.websocket), "sse",
+                                counters_json(st.sse), "poll", counters_json(st.poll)));
+  json_object_set_new(root, "buffer_full_pauses_total",
+                      json_integer(static_cast<json_int_t>(st.buffer_full_pauses)));
   json_object_set_new(root, "rates",
                       json_pack("{s:f,s:f}", "messages_per_second_10s", st.rate.per_second(now, 10),
                                 "messages_per_second_1m", st.rate.per_second(now, 60)));
@@ -92,14 +97,15 @@ std::string json_report(Core& core) {
     for (size_t i = 0; i < rt->pool().size(); ++i) {
       const auto& s = rt->pool().servers()[i];
       const auto* lat = rt->latency(s.spec.id);
-      json_t* hs = json_pack("{s:I,s:f,s:f,s:f}", "count", static_cast<json_int_t>(lat ? lat->count : 0), "p50",
-                             lat ? lat->percentile(0.5) : 0.0, "p90", lat ? lat->percentile(0.9) : 0.0, "p99",
-                             lat ? lat->percentile(0.99) : 0.0);
+      json_t* hs = json_pack("{s:I,s:f,s:f,s:f}", "count", static_cast<json_int_t>(lat ? lat->count : 0),
+                             "p50", lat ? lat->percentile(0.5) : 0.0, "p90", lat ? lat->percentile(0.9) : 0.0,
+                             "p99", lat ? lat->percentile(0.99) : 0.0);
       json_array_append_new(
-          servers, json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o}", "server", s.spec.id.c_str(), "state",
-                             server_state(*rt, i), "reason", rt->pool().why_unusable(i).c_str(), "active",
-                             static_cast<json_int_t>(s.active), "picks_total", static_cast<json_int_t>(s.total_picks),
-                             "connect_failures_total", static_cast<json_int_t>(s.total_failures), "handshake_ms", hs));
+          servers,
+          json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:o}", "server", s.spec.id.c_str(), "state",
+                    server_state(*rt, i), "reason", rt->pool().why_unusable(i).c_str(), "active",
+                    static_cast<json_int_t>(s.active), "picks_total", static_cast<json_int_t>(s.total_picks),
+                    "connect_failures_total", static_cast<json_int_t>(s.total_failures), "handshake_ms", hs));
     }
     json_object_set_new(up, "servers", servers);
     if (routing::StickTable* t = rt->table()) {
@@ -109,7 +115,8 @@ std::string json_report(Core& core) {
           json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "entries", static_cast<json_int_t>(t->size()), "capacity",
                     static_cast<json_int_t>(t->capacity()), "hits_total", static_cast<json_int_t>(ts.hits),
                     "misses_total", static_cast<json_int_t>(ts.misses), "evictions_total",
-                    static_cast<json_int_t>(ts.evictions), "expired_total", static_cast<json_int_t>(ts.expired)));
+                    static_cast<json_int_t>(ts.evictions), "expired_total",
+                    static_cast<json_int_t>(ts.expired)));
     }
     json_object_set_new(ups, rt->name().c_str(), up);
   }
@@ -179,9 +186,11 @@ std::string prometheus_report(Core& core) {
   p.family("tether_uptime_seconds", "gauge", "Seconds since Tether started.");
   p.sample("tether_uptime_seconds", "", static_cast<double>(now - st.start_ms) / 1000.0);
   p.family("tether_connections", "gauge", "Client connections open now, by transport.");
-  p.sample("tether_connections", Prom::label("transport", "websocket"), static_cast<double>(st.websocket_relays));
+  p.sample("tether_connections", Prom::label("transport", "websocket"),
+           static_cast<double>(st.websocket_relays));
   p.sample("tether_connections", Prom::label("transport", "sse"), static_cast<double>(st.sse_streams));
-  p.sample("tether_connections", Prom::label("transport", "poll_waiting"), static_cast<double>(st.polls_waiting));
+  p.sample("tether_connections", Prom::label("transport", "poll_waiting"),
+           static_cast<double>(st.polls_waiting));
   p.sample("tether_connections", Prom::label("transport", "other"),
            static_cast<double>(st.http_connections - st.polls_waiting));
   p.family("tether_connections_accepted_total", "counter", "Client connections accepted.");
@@ -192,11 +201,13 @@ std::string prometheus_report(Core& core) {
   p.sample("tether_sessions_opened_total", "", static_cast<double>(st.sessions_opened));
   p.family("tether_sessions_resumed_total", "counter", "SSE sessions resumed with Last-Event-ID.");
   p.sample("tether_sessions_resumed_total", "", static_cast<double>(st.sessions_resumed));
-  p.family("tether_sessions_expired_total", "counter", "Sessions ended by tether_session_linger with no client.");
+  p.family("tether_sessions_expired_total", "counter",
+           "Sessions ended by tether_session_linger with no client.");
   p.sample("tether_sessions_expired_total", "", static_cast<double>(st.sessions_expired));
   p.family("tether_sessions_closed_total", "counter", "Sessions ended, by reason.");
   for (size_t i = 0; i < static_cast<size_t>(SessionEnd::kCount); ++i) {
-    p.sample("tether_sessions_closed_total", Prom::label("reason", session_end_name(static_cast<SessionEnd>(i))),
+    p.sample("tether_sessions_closed_total",
+             Prom::label("reason", session_end_name(static_cast<SessionEnd>(i))),
              static_cast<double>(st.sessions_closed[i]));
   }
   struct T {
@@ -208,17 +219,21 @@ std::string prometheus_report(Core& core) {
   for (const auto& t : transports) {
     p.sample("tether_messages_total", Prom::label("transport", t.name) + "," + Prom::label("direction", "in"),
              static_cast<double>(t.c.in));
-    p.sample("tether_messages_total", Prom::label("transport", t.name) + "," + Prom::label("direction", "out"),
+    p.sample("tether_messages_total",
+             Prom::label("transport", t.name) + "," + Prom::label("direction", "out"),
              static_cast<double>(t.c.out));
   }
   p.family("tether_message_bytes_total", "counter", "Payload bytes of the data messages relayed.");
   for (const auto& t : transports) {
-    p.sample("tether_message_bytes_total", Prom::label("transport", t.name) + "," + Prom::label("direction", "in"),
+    p.sample("tether_message_bytes_total",
+             Prom::label("transport", t.name) + "," + Prom::label("direction", "in"),
              static_cast<double>(t.c.in_bytes));
-    p.sample("tether_message_bytes_total", Prom::label("transport", t.name) + "," + Prom::label("direction", "out"),
+    p.sample("tether_message_bytes_total",
+             Prom::label("transport", t.name) + "," + Prom::label("direction", "out"),
              static_cast<double>(t.c.out_bytes));
   }
-  p.family("tether_buffer_full_pauses_total", "counter", "Times a full session buffer paused reading its upstream.");
+  p.family("tether_buffer_full_pauses_total", "counter",
+           "Times a full session buffer paused reading its upstream.");
   p.sample("tether_buffer_full_pauses_total", "", static_cast<double>(st.buffer_full_pauses));
   p.family("tether_message_rate", "gauge", "Messages per second over a window.");
   p.sample("tether_message_rate", Prom::label("window", "10s"), st.rate.per_second(now, 10));
@@ -233,24 +248,27 @@ std::string prometheus_report(Core& core) {
   std::vector<std::pair<std::string, routing::UpstreamRuntime*>> tables;
   for (const auto& [key, rt] : core.router().runtimes()) {
     for (size_t i = 0; i < rt->pool().size(); ++i) {
-      rows.push_back({Prom::label("upstream", rt->name()) + "," +
-                          Prom::label("server", rt->pool().servers()[i].spec.id),
-                      rt.get(), i});
+      rows.push_back(
+          {Prom::label("upstream", rt->name()) + "," + Prom::label("server", rt->pool().servers()[i].spec.id),
+           rt.get(), i});
     }
     if (rt->table()) tables.emplace_back(Prom::label("upstream", rt->name()), rt.get());
   }
   p.family("tether_upstream_server_up", "gauge", "1 if the server is usable for new sessions.");
-  for (const auto& r : rows) p.sample("tether_upstream_server_up", r.labels, r.rt->pool().usable(r.i) ? 1 : 0);
+  for (const auto& r : rows)
+    p.sample("tether_upstream_server_up", r.labels, r.rt->pool().usable(r.i) ? 1 : 0);
   p.family("tether_upstream_server_active", "gauge", "Sessions and relays open on the server now.");
   for (const auto& r : rows) {
-    p.sample("tether_upstream_server_active", r.labels, static_cast<double>(r.rt->pool().servers()[r.i].active));
+    p.sample("tether_upstream_server_active", r.labels,
+             static_cast<double>(r.rt->pool().servers()[r.i].active));
   }
   p.family("tether_upstream_server_picks_total", "counter", "Times the server was picked for a new session.");
   for (const auto& r : rows) {
     p.sample("tether_upstream_server_picks_total", r.labels,
              static_cast<double>(r.rt->pool().servers()[r.i].total_picks));
   }
-  p.family("tether_upstream_connect_failures_total", "counter", "Failed connects or handshakes to the server.");
+  p.family("tether_upstream_connect_failures_total", "counter",
+           "Failed connects or handshakes to the server.");
   for (const auto& r : rows) {
     p.sample("tether_upstream_connect_failures_total", r.labels,
              static_cast<double>(r.rt->pool().servers()[r.i].total_failures));
@@ -267,7 +285,8 @@ std::string prometheus_report(Core& core) {
   }
   if (!tables.empty()) {
     p.family("tether_stick_table_entries", "gauge", "Entries in the upstream's stick table.");
-    for (const auto& [l, rt] : tables) p.sample("tether_stick_table_entries", l, static_cast<double>(rt->table()->size()));
+    for (const auto& [l, rt] : tables)
+      p.sample("tether_stick_table_entries", l, static_cast<double>(rt->table()->size()));
     p.family("tether_stick_table_capacity", "gauge", "Capacity of the upstream's stick table.");
     for (const auto& [l, rt] : tables) {
       p.sample("tether_stick_table_capacity", l, static_cast<double>(rt->table()->capacity()));

@@ -16,7 +16,8 @@ void on_client_read(bufferevent*, void*) noexcept {
   // Frames sent before our 101 wait in the input buffer (bounded by the read watermark).
 }
 void on_close_after_write(bufferevent* bev, void* ctx) noexcept {
-  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) static_cast<Relay*>(ctx)->handle_client_event(BEV_EVENT_EOF);
+  if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    static_cast<Relay*>(ctx)->handle_client_event(BEV_EVENT_EOF);
 }
 
 // What the client sees when the upstream drops without a close frame (RFC 6455 7.4.1: 1014 is
@@ -25,8 +26,8 @@ constexpr uint16_t kUpstreamLostCode = ws::close_code::kBadGateway;
 
 }  // namespace
 
-Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer, std::string client_key,
-             size_t max_message)
+Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer,
+             std::string client_key, size_t max_message)
     : core_(core),
       config_(std::move(config)),
       pending_client_(std::move(client)),
@@ -36,16 +37,17 @@ Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string cl
 
 Relay::~Relay() = default;
 
-void Relay::start(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
-                  int tries, HeaderList extra) {
+void Relay::start(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request,
+                  Millis timeout, int tries, HeaderList extra) {
   upstream_name_ = up.name;
   extra_ = std::move(extra);
   // Watch the client while the upstream connects: if it leaves, give up the attempt.
   bufferevent_setcb(pending_client_.get(), on_client_read, nullptr, on_client_event, this);
   bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 64 * 1024);
   bufferevent_enable(pending_client_.get(), EV_READ);
-  opener_ = std::make_unique<routing::UpstreamOpener>(core_, up, std::move(key), std::move(request), timeout, tries,
-                                                      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  opener_ = std::make_unique<routing::UpstreamOpener>(
+      core_, up, std::move(key), std::move(request), timeout, tries,
+      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
   opener_->start();
 }
 
@@ -74,7 +76,8 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   if (!result.ok()) {
     TETHER_LOG(kError, "%s, client: %s", result.error().what.c_str(), client_peer_.c_str());
     access_status_ = 502;
-    std::string out = format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), extra_, true);
+    std::string out =
+        format_response(502, "text/plain; charset=utf-8", error_body(result.error().what), extra_, true);
     bufferevent_setcb(pending_client_.get(), nullptr, on_close_after_write, on_client_event, this);
     bufferevent_disable(pending_client_.get(), EV_READ);
     bufferevent_enable(pending_client_.get(), EV_WRITE);
@@ -84,7 +87,9 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   UpstreamSocket& sock = result.value();
   lease_ = std::move(sock.lease);
   upstream_name_ = sock.server;
-  HeaderList extra{{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Accept", ws::accept_key(client_key_)}};
+  HeaderList extra{{"Upgrade", "websocket"},
+                   {"Connection", "Upgrade"},
+                   {"Sec-WebSocket-Accept", ws::accept_key(client_key_)}};
   if (!sock.protocol.empty()) extra.emplace_back("Sec-WebSocket-Protocol", sock.protocol);
   for (auto& c : sock.set_cookies) extra.push_back(std::move(c));
   for (auto& h : extra_) extra.push_back(std::move(h));
@@ -94,11 +99,12 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 0);
   bufferevent_write(pending_client_.get(), head.data(), head.size());
   ws::DecoderLimits limits{.max_message = max_message_};
-  down_ = std::make_unique<WsEndpoint>(core_.base(), std::move(pending_client_), ws::Role::kServer, limits, static_cast<WsEndpointOwner&>(*this),
-                                       "client " + client_peer_);
-  up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient, limits, static_cast<WsEndpointOwner&>(*this),
-                                     "upstream " + sock.server);
-  TETHER_LOG(kInfo, "websocket relay open, client: %s, upstream: %s", client_peer_.c_str(), sock.server.c_str());
+  down_ = std::make_unique<WsEndpoint>(core_.base(), std::move(pending_client_), ws::Role::kServer, limits,
+                                       static_cast<WsEndpointOwner&>(*this), "client " + client_peer_);
+  up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient, limits,
+                                     static_cast<WsEndpointOwner&>(*this), "upstream " + sock.server);
+  TETHER_LOG(kInfo, "websocket relay open, client: %s, upstream: %s", client_peer_.c_str(),
+             sock.server.c_str());
   ++stats().websocket_relays;
   counted_ = true;
   access_status_ = 101;
@@ -115,8 +121,12 @@ void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payloa
   if (to.over_high_watermark()) ep.pause_reading();
 }
 
-void Relay::on_ws_ping(WsEndpoint& ep, std::string_view payload) { other(ep).send(ws::Opcode::kPing, payload); }
-void Relay::on_ws_pong(WsEndpoint& ep, std::string_view payload) { other(ep).send(ws::Opcode::kPong, payload); }
+void Relay::on_ws_ping(WsEndpoint& ep, std::string_view payload) {
+  other(ep).send(ws::Opcode::kPing, payload);
+}
+void Relay::on_ws_pong(WsEndpoint& ep, std::string_view payload) {
+  other(ep).send(ws::Opcode::kPong, payload);
+}
 
 void Relay::on_ws_close(WsEndpoint& ep, uint16_t code, std::string_view reason) {
   // Pass the close on with its code and reason; the far side's reply comes back the same way.
@@ -145,8 +155,8 @@ void Relay::on_ws_gone(WsEndpoint& ep) {
     if (&ep == down_.get()) {
       to.send_close(ws::close_code::kGoingAway, "client went away");
     } else {
-      TETHER_LOG(kInfo, "upstream %s closed the connection without a close frame, client: %s", upstream_name_.c_str(),
-                 client_peer_.c_str());
+      TETHER_LOG(kInfo, "upstream %s closed the connection without a close frame, client: %s",
+                 upstream_name_.c_str(), client_peer_.c_str());
       to.send_close(kUpstreamLostCode, "upstream went away");
     }
   } else if (!to.gone() && to.close_received() && !to.close_sent()) {
@@ -155,7 +165,9 @@ void Relay::on_ws_gone(WsEndpoint& ep) {
   finish_if_done();
 }
 
-void Relay::on_ws_drained(WsEndpoint& ep) { other(ep).resume_reading(); }
+void Relay::on_ws_drained(WsEndpoint& ep) {
+  other(ep).resume_reading();
+}
 
 void Relay::finish_if_done() {
   if (retired_) return;
@@ -165,8 +177,9 @@ void Relay::finish_if_done() {
   retired_ = true;
   if (!access_request_.empty()) {
     log::access(access_ip_, access_request_, access_status_ ? access_status_ : 499,
-                "transport=websocket session=- upstream=" + upstream_name_ + " in=" + std::to_string(bytes_in_) +
-                    " out=" + std::to_string(bytes_out_) + " time=" + elapsed_since(start_ms_));
+                "transport=websocket session=- upstream=" + upstream_name_ +
+                    " in=" + std::to_string(bytes_in_) + " out=" + std::to_string(bytes_out_) +
+                    " time=" + elapsed_since(start_ms_));
   }
   if (counted_) --stats().websocket_relays;
   counted_ = false;

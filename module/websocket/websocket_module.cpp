@@ -1,8 +1,9 @@
 // The websocket module: relays WebSocket upgrades at locations with `tether_pass`. Its limits
 // (tether_max_message, tether_connect_timeout, tether_allow_origin) are the location's.
 
-#include "module/websocket/relay.h"
 #include "module/websocket/websocket_module.h"
+
+#include "module/websocket/relay.h"
 #include "proxy/core/http_connection.h"
 #include "proxy/upstream/request.h"
 #include "proxy/util/log.h"
@@ -45,7 +46,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   }
   const std::string* version = req.header("Sec-WebSocket-Version");
   if (!version || *version != "13") {
-    conn.respond_error(426, "unsupported Sec-WebSocket-Version (13 is supported)", {{"Sec-WebSocket-Version", "13"}});
+    conn.respond_error(426, "unsupported Sec-WebSocket-Version (13 is supported)",
+                       {{"Sec-WebSocket-Version", "13"}});
     return true;
   }
   const std::string* key = req.header("Sec-WebSocket-Key");
@@ -64,7 +66,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   auto relay = std::make_unique<Relay>(ctx.core, ctx.core.config(), std::move(bev), std::move(peer),
                                        std::move(client_key), loc.max_message);
   Relay& r = ctx.core.adopt(std::move(relay));
-  if (log::access_enabled()) r.set_access(peer_ip, req.method + " " + redact_target(req.target) + " HTTP/1.1");
+  if (log::access_enabled())
+    r.set_access(peer_ip, req.method + " " + redact_target(req.target) + " HTTP/1.1");
   r.start(*loc.pass->upstream, std::move(route.key), std::move(up), timeout, loc.next_upstream_tries,
           std::move(route.set_cookie));
   return true;

@@ -3,11 +3,11 @@
 #include <arpa/inet.h>
 #include <event2/util.h>
 #include <netinet/in.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <strings.h>
 
 #include "conf/schema.h"
 #include "conf/values.h"
@@ -27,7 +27,12 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "pid", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "tether_shutdown_timeout", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "server", .scopes = kMain, .min_args = 0, .max_args = 0, .opens = kServer, .repeatable = true},
-    {.name = "upstream", .scopes = kMain, .min_args = 1, .max_args = 1, .opens = kUpstream, .repeatable = true},
+    {.name = "upstream",
+     .scopes = kMain,
+     .min_args = 1,
+     .max_args = 1,
+     .opens = kUpstream,
+     .repeatable = true},
     {.name = "server", .scopes = kUpstream, .min_args = 1, .max_args = 6, .repeatable = true},
     {.name = "balance", .scopes = kUpstream, .min_args = 1, .max_args = 1},
     {.name = "sticky", .scopes = kUpstream, .min_args = 1, .max_args = 4},
@@ -35,7 +40,12 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "health_check", .scopes = kUpstream, .min_args = 0, .max_args = 2},
     {.name = "tether_next_upstream", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
     {.name = "listen", .scopes = kServer, .min_args = 1, .max_args = 1, .repeatable = true},
-    {.name = "location", .scopes = kServer, .min_args = 1, .max_args = 2, .opens = kLocation, .repeatable = true},
+    {.name = "location",
+     .scopes = kServer,
+     .min_args = 1,
+     .max_args = 2,
+     .opens = kLocation,
+     .repeatable = true},
     {.name = "client_header_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "keepalive_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "send_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
@@ -178,7 +188,8 @@ class Builder {
     }
     if (n.name == "tether_max_message") {
       auto v = conf::parse_size(n.args[0]);
-      if (!v.ok() || *v == 0) return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
+      if (!v.ok() || *v == 0)
+        return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
       in.max_message = *v;
       return ok_status();
     }
@@ -197,7 +208,8 @@ class Builder {
     if (n.name == "tether_allow_origin") {
       for (size_t i = 0; i < n.args.size(); ++i) {
         const auto& o = n.args[i];
-        bool ok = o == "*" || ((o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0) && o.back() != '/');
+        bool ok =
+            o == "*" || ((o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0) && o.back() != '/');
         if (!ok) return conf::invalid_value(n, i, "expected * or scheme://host[:port] with no path");
       }
       in.origins = n.args;
@@ -213,7 +225,10 @@ class Builder {
       unsigned t = 0;
       for (size_t i = 0; i < n.args.size(); ++i) {
         const auto& a = n.args[i];
-        unsigned bit = a == "websocket" ? unsigned{kWebsocket} : a == "sse" ? unsigned{kSse} : a == "poll" ? unsigned{kPoll} : 0u;
+        unsigned bit = a == "websocket" ? unsigned{kWebsocket}
+                       : a == "sse"     ? unsigned{kSse}
+                       : a == "poll"    ? unsigned{kPoll}
+                                        : 0u;
         if (!bit) return conf::invalid_value(n, i, "expected websocket, sse or poll");
         t |= bit;
       }
@@ -243,20 +258,22 @@ class Builder {
     up->name = n.args[0];
     up->loc = n.loc;
     for (const auto& c : n.children) {
-      Status st = c.name == "server"         ? upstream_server(c, *up)
-                  : c.name == "balance"      ? balance(c, *up)
-                  : c.name == "sticky"       ? sticky(c, *up)
-                  : c.name == "stick_table"  ? stick_table(c, *up)
-                  : c.name == "health_check" ? health_check(c, *up)
-                                             : conf::error_at(c.loc, "\"" + c.name + "\" directive is not allowed here");
+      Status st = c.name == "server"        ? upstream_server(c, *up)
+                  : c.name == "balance"     ? balance(c, *up)
+                  : c.name == "sticky"      ? sticky(c, *up)
+                  : c.name == "stick_table" ? stick_table(c, *up)
+                  : c.name == "health_check"
+                      ? health_check(c, *up)
+                      : conf::error_at(c.loc, "\"" + c.name + "\" directive is not allowed here");
       if (!st.ok()) return st.error();
     }
-    if (up->servers.empty()) return conf::error_at(n.loc, "no servers are inside upstream \"" + up->name + "\"");
+    if (up->servers.empty())
+      return conf::error_at(n.loc, "no servers are inside upstream \"" + up->name + "\"");
     for (size_t i = 0; i < up->servers.size(); ++i) {
       for (size_t j = 0; j < i; ++j) {
         if (up->servers[i].text == up->servers[j].text) {
-          return conf::error_at(n.loc, "server \"" + up->servers[i].text + "\" is listed twice in upstream \"" +
-                                           up->name + "\"");
+          return conf::error_at(n.loc, "server \"" + up->servers[i].text +
+                                           "\" is listed twice in upstream \"" + up->name + "\"");
         }
       }
     }
@@ -284,11 +301,14 @@ class Builder {
         continue;
       }
       auto kv = conf::split_key_value(a);
-      if (!kv.ok()) return conf::invalid_value(c, i, "expected weight=, max_fails=, fail_timeout=, backup or down");
+      if (!kv.ok())
+        return conf::invalid_value(c, i, "expected weight=, max_fails=, fail_timeout=, backup or down");
       if (kv->first == "weight") {
-        if (!parse_int(kv->second, 1, 1000, s.weight)) return conf::invalid_value(c, i, "weight is 1 to 1000");
+        if (!parse_int(kv->second, 1, 1000, s.weight))
+          return conf::invalid_value(c, i, "weight is 1 to 1000");
       } else if (kv->first == "max_fails") {
-        if (!parse_int(kv->second, 0, 1000, s.max_fails)) return conf::invalid_value(c, i, "max_fails is 0 to 1000");
+        if (!parse_int(kv->second, 0, 1000, s.max_fails))
+          return conf::invalid_value(c, i, "max_fails is 0 to 1000");
       } else if (kv->first == "fail_timeout") {
         auto d = conf::parse_duration(kv->second);
         if (!d.ok() || d->count() == 0) return conf::invalid_value(c, i, "fail_timeout is a duration over 0");
@@ -303,10 +323,14 @@ class Builder {
 
   static Status balance(const conf::Node& c, UpstreamConf& up) {
     const std::string& a = c.args[0];
-    if (a == "round_robin") up.balance = BalanceMode::kRoundRobin;
-    else if (a == "least_conn") up.balance = BalanceMode::kLeastConn;
-    else if (a == "hash") up.balance = BalanceMode::kHash;
-    else return conf::invalid_value(c, 0, "expected round_robin, least_conn or hash");
+    if (a == "round_robin")
+      up.balance = BalanceMode::kRoundRobin;
+    else if (a == "least_conn")
+      up.balance = BalanceMode::kLeastConn;
+    else if (a == "hash")
+      up.balance = BalanceMode::kHash;
+    else
+      return conf::invalid_value(c, 0, "expected round_robin, least_conn or hash");
     return ok_status();
   }
 
@@ -314,22 +338,26 @@ class Builder {
     const std::string& kind = c.args[0];
     StickyConf& s = up.sticky;
     if (kind == "ip") {
-      if (c.args.size() != 1) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+      if (c.args.size() != 1)
+        return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
       s.key = StickyConf::Key::kIp;
       return ok_status();
     }
-    if (c.args.size() < 2) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+    if (c.args.size() < 2)
+      return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
     s.name = c.args[1];
     if (s.name.empty()) return conf::invalid_value(c, 1, "empty name");
     if (kind == "header" || kind == "query") {
-      if (c.args.size() != 2) return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
+      if (c.args.size() != 2)
+        return conf::error_at(c.loc, "invalid number of arguments in \"sticky\" directive");
       s.key = kind == "header" ? StickyConf::Key::kHeader : StickyConf::Key::kQuery;
       return ok_status();
     }
     if (kind != "cookie") return conf::invalid_value(c, 0, "expected cookie, header, ip or query");
     s.key = StickyConf::Key::kCookie;
     for (char ch : s.name) {
-      if (ch <= ' ' || ch >= 127 || std::string_view("()<>@,;:\\\"/[]?={}").find(ch) != std::string_view::npos) {
+      if (ch <= ' ' || ch >= 127 ||
+          std::string_view("()<>@,;:\\\"/[]?={}").find(ch) != std::string_view::npos) {
         return conf::invalid_value(c, 1, "not a cookie name");
       }
     }
@@ -337,7 +365,8 @@ class Builder {
       auto kv = conf::split_key_value(c.args[i]);
       if (kv.ok() && kv->first == "expire") {
         auto d = conf::parse_duration(kv->second);
-        if (!d.ok() || d->count() < 1000) return conf::invalid_value(c, i, "expire is a duration of 1s or more");
+        if (!d.ok() || d->count() < 1000)
+          return conf::invalid_value(c, i, "expire is a duration of 1s or more");
         s.cookie_expire = *d;
       } else if (kv.ok() && kv->first == "path" && !kv->second.empty() && kv->second[0] == '/' &&
                  kv->second.find_first_of(";, \t") == std::string_view::npos) {
@@ -373,7 +402,8 @@ class Builder {
       auto kv = conf::split_key_value(c.args[i]);
       if (kv.ok() && kv->first == "interval") {
         auto d = conf::parse_duration(kv->second);
-        if (!d.ok() || d->count() < 10) return conf::invalid_value(c, i, "interval is a duration of 10ms or more");
+        if (!d.ok() || d->count() < 10)
+          return conf::invalid_value(c, i, "interval is a duration of 10ms or more");
         up.health_interval = *d;
       } else if (kv.ok() && kv->first == "path" && !kv->second.empty() && kv->second[0] == '/') {
         up.health_path = std::string(kv->second);
@@ -529,8 +559,10 @@ class Builder {
     if (in.origins) {
       loc->origins_checked = true;
       for (const auto& o : *in.origins) {
-        if (o == "*") loc->any_origin = true;
-        else loc->allow_origins.push_back(o);
+        if (o == "*")
+          loc->any_origin = true;
+        else
+          loc->allow_origins.push_back(o);
       }
     }
     loc->modules = std::move(in.modules);
@@ -588,8 +620,10 @@ class Builder {
 
   Status pass(const conf::Node& n, LocationConf& loc) {
     std::string_view url = n.args[0];
-    if (url.rfind("wss://", 0) == 0) return conf::invalid_value(n, 0, "TLS upstreams (wss://) are not supported yet");
-    if (url.rfind("ws://", 0) != 0) return conf::invalid_value(n, 0, "expected ws://upstream or ws://host:port[/path]");
+    if (url.rfind("wss://", 0) == 0)
+      return conf::invalid_value(n, 0, "TLS upstreams (wss://) are not supported yet");
+    if (url.rfind("ws://", 0) != 0)
+      return conf::invalid_value(n, 0, "expected ws://upstream or ws://host:port[/path]");
     url.remove_prefix(5);
     PassTarget t;
     t.text = n.args[0];

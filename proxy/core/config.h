@@ -77,13 +77,13 @@ enum Transport : unsigned { kWebsocket = 1u << 0, kSse = 1u << 1, kPoll = 1u << 
 
 // Settings of the sessions of SSE and long-poll clients (DESIGN.md, "The edge protocol").
 struct SessionConf {
-  size_t max_messages = 1000;           // tether_buffer MESSAGES BYTES: per-session bound
+  size_t max_messages = 1000;  // tether_buffer MESSAGES BYTES: per-session bound
   size_t max_bytes = 1u << 20;
-  Millis linger{30'000};                // tether_session_linger
-  Millis poll_timeout{25'000};          // tether_poll_timeout
-  Millis heartbeat{15'000};             // tether_heartbeat
-  bool sse_padding = false;             // tether_sse_padding
-  std::optional<Millis> sse_retry;      // tether_sse_retry
+  Millis linger{30'000};            // tether_session_linger
+  Millis poll_timeout{25'000};      // tether_poll_timeout
+  Millis heartbeat{15'000};         // tether_heartbeat
+  bool sse_padding = false;         // tether_sse_padding
+  std::optional<Millis> sse_retry;  // tether_sse_retry
 };
 
 // allow/deny ADDRESS[/PREFIX] | all, nginx's access module: the first matching rule decides.
@@ -103,8 +103,8 @@ struct LocationConf {
   std::string return_text;
   std::optional<PassTarget> pass;
   unsigned transports = kWebsocket | kSse | kPoll;
-  Millis connect_timeout{10'000};  // TCP connect + WebSocket handshake with the upstream
-  int next_upstream_tries = 3;     // tether_next_upstream tries=N: servers tried per new session
+  Millis connect_timeout{10'000};    // TCP connect + WebSocket handshake with the upstream
+  int next_upstream_tries = 3;       // tether_next_upstream tries=N: servers tried per new session
   uint64_t max_message = 16u << 20;  // tether_max_message: either way, any transport
   SessionConf session;
   // tether_allow_origin: unset -> no Origin checks and no CORS; "*" -> any origin.
@@ -132,8 +132,8 @@ struct Config {
   std::string file;
   std::string error_log = "stderr";
   log::Level error_log_level = log::Level::kInfo;
-  std::string access_log;       // empty: off
-  std::string pid_file;         // empty: none
+  std::string access_log;  // empty: off
+  std::string pid_file;    // empty: none
   Millis shutdown_timeout{10'000};
   std::vector<std::unique_ptr<ServerConf>> servers;
   std::map<std::string, std::unique_ptr<UpstreamConf>, std::less<>> upstreams;

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <event2/dns.h>
 #include <netinet/in.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,8 +21,8 @@ struct Core::Listener {
   Core* core;
   const ServerConf* server;
   ListenerPtr listener;
-  std::string text;  // as configured, with the address: the key a reload matches on
-  sockaddr_storage addr{};   // as configured (port 0 possible)
+  std::string text;         // as configured, with the address: the key a reload matches on
+  sockaddr_storage addr{};  // as configured (port 0 possible)
   socklen_t addr_len = 0;
   sockaddr_storage bound{};  // as bound (the real port)
 };
@@ -60,13 +59,16 @@ void on_signal(evutil_socket_t sig, short, void* ctx) noexcept {
       core->stop(true);
       break;
     default:
-      TETHER_LOG(kNotice, "signal %d (%s) received, exiting", static_cast<int>(sig), strsignal(static_cast<int>(sig)));
+      TETHER_LOG(kNotice, "signal %d (%s) received, exiting", static_cast<int>(sig),
+                 strsignal(static_cast<int>(sig)));
       core->stop(false);
       break;
   }
 }
 
-void on_deadline(evutil_socket_t, short, void* ctx) noexcept { static_cast<Core*>(ctx)->handle_deadline(); }
+void on_deadline(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Core*>(ctx)->handle_deadline();
+}
 
 }  // namespace
 
@@ -89,11 +91,14 @@ std::string format_address(const sockaddr* sa) {
 }
 
 Core::Core(ConfigPtr config)
-    : base_(event_base_new()), config_(std::move(config)), sessions_(std::make_unique<session::SessionTable>()) {
+    : base_(event_base_new()),
+      config_(std::move(config)),
+      sessions_(std::make_unique<session::SessionTable>()) {
   TETHER_RELEASE_ASSERT(base_);
   // No /etc/resolv.conf is no reason not to start: IP-literal upstreams need no resolver.
   dns_.reset(evdns_base_new(base_.get(), EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE | EVDNS_BASE_NAMESERVERS_NO_DEFAULT));
+                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE |
+                                             EVDNS_BASE_NAMESERVERS_NO_DEFAULT));
   if (!dns_) {
     dns_.reset(evdns_base_new(base_.get(), 0));
     if (dns_) evdns_base_load_hosts(dns_.get(), nullptr);
@@ -138,14 +143,14 @@ Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Li
       lst->text = l.text;
       lst->addr = l.addr;
       lst->addr_len = l.addr_len;
-      lst->listener.reset(evconnlistener_new_bind(base_.get(), on_accept, lst.get(),
-                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
-                                                  reinterpret_cast<const sockaddr*>(&l.addr),
-                                                  static_cast<int>(l.addr_len)));
+      lst->listener.reset(evconnlistener_new_bind(
+          base_.get(), on_accept, lst.get(), LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 511,
+          reinterpret_cast<const sockaddr*>(&l.addr), static_cast<int>(l.addr_len)));
       if (!lst->listener) {
         int err = errno;
         return Error{Errc::kIo, "bind() to " + l.text + " failed (" + std::to_string(err) + ": " +
-                                    std::strerror(err) + ") in " + l.loc.file + ":" + std::to_string(l.loc.line)};
+                                    std::strerror(err) + ") in " + l.loc.file + ":" +
+                                    std::to_string(l.loc.line)};
       }
       evconnlistener_set_error_cb(lst->listener.get(), on_accept_error);
       sockaddr_storage bound{};
@@ -207,7 +212,8 @@ void Core::reload() {
       for (const auto& srv : config_->servers) {
         for (const auto& lc : srv->listens) {
           if (l && lc.addr_len == l->addr_len &&
-              (memcmp(&lc.addr, &l->addr, l->addr_len) == 0 || memcmp(&lc.addr, &l->bound, l->addr_len) == 0)) {
+              (memcmp(&lc.addr, &l->addr, l->addr_len) == 0 ||
+               memcmp(&lc.addr, &l->bound, l->addr_len) == 0)) {
             l->server = srv.get();
             listeners_.push_back(std::move(l));
           }
@@ -221,7 +227,8 @@ void Core::reload() {
   // What the new config no longer lists closes now; live connections are not affected.
   listeners_ = std::move(bound);
   if (cfg->error_log != config_->error_log || cfg->error_log_level != config_->error_log_level) {
-    if (auto s = log::open(cfg->error_log, cfg->error_log_level); !s.ok()) TETHER_LOG(kError, "%s", s.error().what.c_str());
+    if (auto s = log::open(cfg->error_log, cfg->error_log_level); !s.ok())
+      TETHER_LOG(kError, "%s", s.error().what.c_str());
   }
   if (cfg->access_log != config_->access_log) {
     if (auto s = log::open_access(cfg->access_log); !s.ok()) TETHER_LOG(kError, "%s", s.error().what.c_str());
@@ -252,7 +259,8 @@ void Core::stop(bool graceful) {
   listeners_.clear();
   Millis limit = graceful ? config_->shutdown_timeout : std::min(config_->shutdown_timeout, Millis{1000});
   if (!deadline_) deadline_.reset(evtimer_new(base_.get(), on_deadline, this));
-  timeval tv{static_cast<time_t>(limit.count() / 1000), static_cast<suseconds_t>((limit.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(limit.count() / 1000),
+             static_cast<suseconds_t>((limit.count() % 1000) * 1000)};
   event_add(deadline_.get(), &tv);
   if (first || !graceful) {
     std::vector<Owned*> live;
@@ -288,7 +296,9 @@ void Core::reap() {
 }
 
 namespace {
-void on_reap(evutil_socket_t, short, void* ctx) noexcept { static_cast<Core*>(ctx)->reap(); }
+void on_reap(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Core*>(ctx)->reap();
+}
 }  // namespace
 
 }  // namespace tether

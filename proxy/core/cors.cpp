@@ -2,7 +2,8 @@
 
 namespace tether {
 
-bool check_origin(HttpConnection& conn, const http::Request& req, const LocationConf& loc, HeaderList& headers) {
+bool check_origin(HttpConnection& conn, const http::Request& req, const LocationConf& loc,
+                  HeaderList& headers) {
   const std::string* origin = req.header("Origin");
   if (!origin || !loc.origins_checked) return true;
   if (!loc.origin_allowed(*origin)) {

@@ -10,7 +10,8 @@ namespace tether {
 
 // False (after answering 403 with the reason) when the request's Origin is not allowed at LOC.
 // Otherwise adds to HEADERS what the answer needs for a cross-origin client.
-bool check_origin(HttpConnection& conn, const http::Request& req, const LocationConf& loc, HeaderList& headers);
+bool check_origin(HttpConnection& conn, const http::Request& req, const LocationConf& loc,
+                  HeaderList& headers);
 // Answers an OPTIONS request (a CORS preflight, or a plain OPTIONS).
 void answer_options(HttpConnection& conn, const http::Request& req, const LocationConf& loc);
 

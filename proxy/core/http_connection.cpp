@@ -28,14 +28,25 @@ constexpr size_t kMaxPendingOutput = 1 << 20;
 
 uint64_t g_next_id = 1;
 
-void on_read(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_read(); }
-void on_write(bufferevent*, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_write(); }
-void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_event(what); }
-void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_timeout(); }
-void on_kick(evutil_socket_t, short, void* ctx) noexcept { static_cast<HttpConnection*>(ctx)->handle_kick(); }
+void on_read(bufferevent*, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_read();
+}
+void on_write(bufferevent*, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_write();
+}
+void on_event(bufferevent*, short what, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_event(what);
+}
+void on_timer(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_timeout();
+}
+void on_kick(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_kick();
+}
 
 timeval to_timeval(Millis ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
 }  // namespace
@@ -78,7 +89,8 @@ std::string format_response(int status, std::string_view content_type, std::stri
 }
 
 int64_t monotonic_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -90,7 +102,8 @@ std::string elapsed_since(int64_t start_ms) {
 
 std::string redact_target(std::string_view target) {
   std::string out(target);
-  for (size_t pos = out.find("tether-session="); pos != std::string::npos; pos = out.find("tether-session=", pos + 1)) {
+  for (size_t pos = out.find("tether-session="); pos != std::string::npos;
+       pos = out.find("tether-session=", pos + 1)) {
     size_t start = pos + 15, end = out.find('&', start);
     if (end == std::string::npos) end = out.size();
     if (end - start > 6) out.replace(start + 6, end - start - 6, "\u2026");
@@ -103,7 +116,8 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
     : core_(core),
       config_(std::move(config)),
       server_(server),
-      parser_(http::ParserLimits{.max_header_bytes = 16 * 1024, .max_body_bytes = server.client_max_body_size}),
+      parser_(
+          http::ParserLimits{.max_header_bytes = 16 * 1024, .max_body_bytes = server.client_max_body_size}),
       id_(g_next_id++) {
   // Messages are written whole as they come: Nagle would hold small ones back for an ACK
   // (milliseconds of latency on an open-loop stream), as nginx's tcp_nodelay avoids.
@@ -186,16 +200,17 @@ void HttpConnection::process() {
 void HttpConnection::dispatch(http::Request& req) {
   busy_ = true;
   if (log::access_enabled()) {
-    access_request_ = req.method + " " + redact_target(req.target) + " HTTP/" + std::to_string(req.http_major) + "." +
-                      std::to_string(req.http_minor);
+    access_request_ = req.method + " " + redact_target(req.target) + " HTTP/" +
+                      std::to_string(req.http_major) + "." + std::to_string(req.http_minor);
     std::string sid, transport;
     bool has_sid = http::query_param(req.query, "tether-session", sid);
     access_session_ = has_sid ? sid.substr(0, 6) + "\u2026" : "-";
-    access_transport_ = req.method == "GET" && (has_sid || (http::query_param(req.query, "tether-transport", transport) &&
-                                                            transport == "poll"))
-                            ? "poll"
-                        : has_sid ? "send"
-                                  : "http";
+    access_transport_ =
+        req.method == "GET" && (has_sid || (http::query_param(req.query, "tether-transport", transport) &&
+                                            transport == "poll"))
+            ? "poll"
+        : has_sid ? "send"
+                  : "http";
     access_in_ = req.body.size();
     access_start_ = monotonic_ms();
   }
@@ -242,8 +257,8 @@ void HttpConnection::dispatch(http::Request& req) {
 
 void HttpConnection::log_access(int status, size_t out_bytes) {
   if (!log::access_enabled()) return;
-  std::string rest = "transport=" + access_transport_ + " session=" + access_session_ + " upstream=- in=" +
-                     std::to_string(access_in_) + " out=" + std::to_string(out_bytes) +
+  std::string rest = "transport=" + access_transport_ + " session=" + access_session_ +
+                     " upstream=- in=" + std::to_string(access_in_) + " out=" + std::to_string(out_bytes) +
                      " time=" + elapsed_since(access_start_ ? access_start_ : monotonic_ms());
   log::access(peer_ip_, access_request_, status, rest);
   access_request_ = "-";
@@ -272,7 +287,9 @@ void HttpConnection::defer(DeferredResponse* waiter) {
   deferred_ = waiter;
 }
 
-void HttpConnection::handle_kick() { process(); }
+void HttpConnection::handle_kick() {
+  process();
+}
 
 void HttpConnection::shutdown(bool) {
   keep_alive_ = false;
@@ -329,8 +346,8 @@ void HttpConnection::handle_event(short what) {
     TETHER_LOG(kInfo, "client timed out reading the response, client: %s", peer_.c_str());
   } else if (what & BEV_EVENT_ERROR) {
     int err = EVUTIL_SOCKET_ERROR();
-    TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err, evutil_socket_error_to_string(err),
-               peer_.c_str());
+    TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err,
+               evutil_socket_error_to_string(err), peer_.c_str());
   }
   // EOF: a client may half-close after its last request; answer what is queued first. But a
   // held response (a long poll) whose client closed is abandoned: nobody would read it.

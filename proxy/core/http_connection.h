@@ -44,8 +44,8 @@ class DeferredResponse {
 
 class HttpConnection : public Owned {
  public:
-  HttpConnection(Core& core, ConfigPtr config, const ServerConf& server, evutil_socket_t fd, const sockaddr* peer,
-                 int peer_len);
+  HttpConnection(Core& core, ConfigPtr config, const ServerConf& server, evutil_socket_t fd,
+                 const sockaddr* peer, int peer_len);
   ~HttpConnection() override;
 
   void start();
@@ -53,7 +53,8 @@ class HttpConnection : public Owned {
   void shutdown(bool graceful) override;
 
   // Answers the request being handled. Error statuses (>= 400) should use respond_error.
-  void respond(int status, std::string_view content_type, std::string_view body, const HeaderList& extra = {});
+  void respond(int status, std::string_view content_type, std::string_view body,
+               const HeaderList& extra = {});
   // A text/plain one-line reason. The connection stays open unless CLOSE or the request said so.
   void respond_error(int status, std::string_view reason, const HeaderList& extra = {}, bool close = false);
   // Gives up the socket (with any bytes read but not parsed still in its input buffer) and
@@ -88,28 +89,28 @@ class HttpConnection : public Owned {
   const ServerConf& server_;
   BufferEventPtr bev_;
   EventPtr timer_;
-  EventPtr kick_;                // runs process() from the loop after a deferred response
+  EventPtr kick_;  // runs process() from the loop after a deferred response
   DeferredResponse* deferred_ = nullptr;
   bool dispatching_ = false;
   http::RequestParser parser_;
   std::string peer_ip_, peer_;
   sockaddr_storage peer_addr_{};
   uint64_t id_;
-  bool busy_ = false;            // a request is being answered
-  bool closing_ = false;         // close once the output is flushed
-  bool keep_alive_ = true;       // of the request being answered
-  bool request_timer_ = false;   // the header timeout of the current request is running
+  bool busy_ = false;           // a request is being answered
+  bool closing_ = false;        // close once the output is flushed
+  bool keep_alive_ = true;      // of the request being answered
+  bool request_timer_ = false;  // the header timeout of the current request is running
   bool served_any_ = false;
   bool read_paused_ = false;
   bool lingering_ = false;
-  bool counted_ = true;          // in stats().http_connections
+  bool counted_ = true;  // in stats().http_connections
   // The request being answered, for the access log.
   std::string access_request_ = "-";
   std::string access_transport_ = "http";
   std::string access_session_ = "-";
   size_t access_in_ = 0;
   int64_t access_start_ = 0;
-  void log_access(int status, size_t out_bytes);       // write side shut, discarding input until EOF
+  void log_access(int status, size_t out_bytes);  // write side shut, discarding input until EOF
 };
 
 }  // namespace tether

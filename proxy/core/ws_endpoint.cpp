@@ -1,16 +1,27 @@
 #include "proxy/core/ws_endpoint.h"
 
 #include <event2/buffer.h>
+
 #include "proxy/core/write_now.h"
 
 namespace tether {
 namespace {
 
-void on_read(bufferevent*, void* ctx) noexcept { static_cast<WsEndpoint*>(ctx)->handle_read(); }
-void on_write(bufferevent*, void* ctx) noexcept { static_cast<WsEndpoint*>(ctx)->handle_write(); }
-void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<WsEndpoint*>(ctx)->handle_event(what); }
-void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<WsEndpoint*>(ctx)->handle_timer(); }
-void on_kick(evutil_socket_t, short, void* ctx) noexcept { static_cast<WsEndpoint*>(ctx)->handle_read(); }
+void on_read(bufferevent*, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_read();
+}
+void on_write(bufferevent*, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_write();
+}
+void on_event(bufferevent*, short what, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_event(what);
+}
+void on_timer(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_timer();
+}
+void on_kick(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_read();
+}
 
 // Bytes fed to the decoder between checks for a pause.
 constexpr size_t kReadChunk = 16 * 1024;
@@ -19,7 +30,12 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 WsEndpoint::WsEndpoint(event_base* base, BufferEventPtr bev, ws::Role role, ws::DecoderLimits limits,
                        WsEndpointOwner& owner, std::string name)
-    : base_(base), bev_(std::move(bev)), role_(role), decoder_(role, limits), owner_(owner), name_(std::move(name)) {
+    : base_(base),
+      bev_(std::move(bev)),
+      role_(role),
+      decoder_(role, limits),
+      owner_(owner),
+      name_(std::move(name)) {
   timer_.reset(evtimer_new(base_, on_timer, this));
   kick_.reset(event_new(base_, -1, 0, on_kick, this));
 }
@@ -68,7 +84,9 @@ void WsEndpoint::resume_reading() {
   if (evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) event_active(kick_.get(), EV_TIMEOUT, 0);
 }
 
-void WsEndpoint::write_frame() { write_now(bev_.get(), frame_.data(), frame_.size()); }
+void WsEndpoint::write_frame() {
+  write_now(bev_.get(), frame_.data(), frame_.size());
+}
 
 void WsEndpoint::send(ws::Opcode opcode, std::string_view payload) {
   if (!bev_ || close_sent_) return;
@@ -119,7 +137,9 @@ void WsEndpoint::handle_event(short) {
   drop();
 }
 
-void WsEndpoint::handle_timer() { drop(); }
+void WsEndpoint::handle_timer() {
+  drop();
+}
 
 void WsEndpoint::drop() {
   if (!bev_) return;
@@ -130,9 +150,15 @@ void WsEndpoint::drop() {
   owner_.on_ws_gone(*this);
 }
 
-void WsEndpoint::on_message(ws::Opcode opcode, std::string& payload) { owner_.on_ws_message(*this, opcode, payload); }
-void WsEndpoint::on_ping(std::string_view payload) { owner_.on_ws_ping(*this, payload); }
-void WsEndpoint::on_pong(std::string_view payload) { owner_.on_ws_pong(*this, payload); }
+void WsEndpoint::on_message(ws::Opcode opcode, std::string& payload) {
+  owner_.on_ws_message(*this, opcode, payload);
+}
+void WsEndpoint::on_ping(std::string_view payload) {
+  owner_.on_ws_ping(*this, payload);
+}
+void WsEndpoint::on_pong(std::string_view payload) {
+  owner_.on_ws_pong(*this, payload);
+}
 
 void WsEndpoint::on_close(uint16_t code, std::string_view reason) {
   close_received_ = true;

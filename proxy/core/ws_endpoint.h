@@ -38,8 +38,8 @@ class WsEndpoint : private ws::DecoderSink {
   static constexpr size_t kHighWatermark = 256 * 1024;
   static constexpr Millis kCloseTimeout{5000};  // waiting for the peer's close reply
 
-  WsEndpoint(event_base* base, BufferEventPtr bev, ws::Role role, ws::DecoderLimits limits, WsEndpointOwner& owner,
-             std::string name);
+  WsEndpoint(event_base* base, BufferEventPtr bev, ws::Role role, ws::DecoderLimits limits,
+             WsEndpointOwner& owner, std::string name);
   ~WsEndpoint() override;
 
   // Starts reading (and decodes what is already buffered, from the loop, not from here).

@@ -27,9 +27,9 @@ struct Request {
   int http_major = 1;
   int http_minor = 1;
   std::vector<Header> headers;
-  std::string body;         // de-chunked
-  bool keep_alive = true;   // from version and Connection
-  bool upgrade = false;     // Connection: upgrade + Upgrade: <something>
+  std::string body;        // de-chunked
+  bool keep_alive = true;  // from version and Connection
+  bool upgrade = false;    // Connection: upgrade + Upgrade: <something>
 
   // First header named NAME (case-insensitive), or nullptr.
   const std::string* header(std::string_view name) const;
@@ -56,7 +56,7 @@ class RequestParser {
   size_t feed(const char* data, size_t len);
 
   bool has_request() const { return !ready_.empty(); }
-  Request take_request();     // the oldest complete request; requires has_request()
+  Request take_request();  // the oldest complete request; requires has_request()
   size_t queued() const { return ready_.size(); }
 
   bool failed() const { return error_status_ != 0; }

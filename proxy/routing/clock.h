@@ -17,7 +17,8 @@ class Clock {
 class SteadyClock final : public Clock {
  public:
   TimePoint now() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
 };

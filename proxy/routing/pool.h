@@ -33,19 +33,20 @@ struct ServerSpec {
 
 struct ServerState {
   ServerSpec spec;
-  int fails = 0;                 // within the current window
+  int fails = 0;  // within the current window
   TimePoint fail_window_start = 0;
-  TimePoint down_until = 0;      // failed until then (passive marking)
-  bool probe_failed = false;     // the health check says down, until a probe succeeds
-  uint64_t active = 0;           // sessions/relays open on it now
-  int64_t current_weight = 0;    // smooth weighted round robin
-  uint64_t total_failures = 0;   // for stats
+  TimePoint down_until = 0;     // failed until then (passive marking)
+  bool probe_failed = false;    // the health check says down, until a probe succeeds
+  uint64_t active = 0;          // sessions/relays open on it now
+  int64_t current_weight = 0;   // smooth weighted round robin
+  uint64_t total_failures = 0;  // for stats
   uint64_t total_picks = 0;
 };
 
 class Pool {
  public:
-  Pool(std::string name, std::vector<ServerSpec> servers, Balance balance, const Clock& clock = steady_clock());
+  Pool(std::string name, std::vector<ServerSpec> servers, Balance balance,
+       const Clock& clock = steady_clock());
 
   // Replaces the server list (a reload): servers whose id stays keep their state; new ones
   // start fresh; removed ones are dropped (their live sessions keep running: see release).

@@ -15,9 +15,9 @@
 namespace tether::routing {
 
 struct HashCandidate {
-  std::string_view id;   // stable server identity, e.g. "10.0.0.5:9001"
-  double weight = 1.0;   // > 0
-  bool usable = true;    // false: skipped
+  std::string_view id;  // stable server identity, e.g. "10.0.0.5:9001"
+  double weight = 1.0;  // > 0
+  bool usable = true;   // false: skipped
 };
 
 // Index of the winning usable candidate, or SIZE_MAX when none is usable.

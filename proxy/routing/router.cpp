@@ -1,9 +1,8 @@
 #include "proxy/routing/router.h"
 
 #include <event2/bufferevent.h>
-#include <sys/socket.h>
-
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -47,7 +46,9 @@ std::vector<ServerSpec> specs(const UpstreamConf& conf) {
   return out;
 }
 
-std::string runtime_key(const UpstreamConf& up) { return up.implicit ? "ws://" + up.name : up.name; }
+std::string runtime_key(const UpstreamConf& up) {
+  return up.implicit ? "ws://" + up.name : up.name;
+}
 
 // The value of cookie NAME in the request's Cookie headers.
 std::optional<std::string> cookie_value(const http::Request& req, std::string_view name) {
@@ -79,7 +80,8 @@ UpstreamRuntime::UpstreamRuntime(Core& core, const UpstreamConf& conf)
       name_(conf.name),
       servers_(conf.servers),
       pool_(conf.name, specs(conf), to_balance(conf.balance)) {
-  if (conf.sticky.key != StickyConf::Key::kNone) table_.emplace(conf.stick_table_size, conf.stick_table_expire.count());
+  if (conf.sticky.key != StickyConf::Key::kNone)
+    table_.emplace(conf.stick_table_size, conf.stick_table_expire.count());
   start_health_checks(conf);
 }
 
@@ -127,8 +129,9 @@ void UpstreamRuntime::handle_health_tick() {
     req.headers.emplace_back("User-Agent", "tether-health-check");
     // A probe may take longer than a short interval on a busy host without being a failure.
     Millis timeout = std::clamp(*health_interval_, Millis{1000}, Millis{10'000});
-    auto probe = std::make_unique<Connector>(core_.base(), core_.dns(), servers_[i], std::move(req), timeout,
-                                             [this, id](Result<UpstreamSocket> r) { on_probe(id, std::move(r)); });
+    auto probe =
+        std::make_unique<Connector>(core_.base(), core_.dns(), servers_[i], std::move(req), timeout,
+                                    [this, id](Result<UpstreamSocket> r) { on_probe(id, std::move(r)); });
     Connector& p = *probe;
     probes_.emplace(id, std::move(probe));
     p.start();
@@ -248,7 +251,9 @@ UpstreamOpener::UpstreamOpener(Core& core, const UpstreamConf& up, std::optional
 
 UpstreamOpener::~UpstreamOpener() = default;
 
-void UpstreamOpener::start() { event_active(kick_.get(), EV_TIMEOUT, 0); }
+void UpstreamOpener::start() {
+  event_active(kick_.get(), EV_TIMEOUT, 0);
+}
 
 void UpstreamOpener::handle_kick() {
   if (!finished_) next();
@@ -263,8 +268,9 @@ void UpstreamOpener::next() {
   if (!rt_) return finish_with("no upstream runtime (internal error)");
   Pool& pool = rt_->pool();
   if (static_cast<int>(tried_.size()) >= tries_) {
-    return finish_with(tried_.size() == 1 ? last_error_
-                                          : last_error_ + " (" + std::to_string(tried_.size()) + " servers tried)");
+    return finish_with(tried_.size() == 1
+                           ? last_error_
+                           : last_error_ + " (" + std::to_string(tried_.size()) + " servers tried)");
   }
   std::optional<size_t> index;
   StickTable* table = rt_->table();
@@ -289,8 +295,9 @@ void UpstreamOpener::next() {
   tried_.push_back(*index);
   size_t i = *index;
   attempt_start_ms_ = steady_clock().now();
-  attempts_.push_back(std::make_unique<Connector>(core_.base(), core_.dns(), rt_->servers()[i], request_, timeout_,
-                                                  [this, i](Result<UpstreamSocket> r) { on_result(i, std::move(r)); }));
+  attempts_.push_back(
+      std::make_unique<Connector>(core_.base(), core_.dns(), rt_->servers()[i], request_, timeout_,
+                                  [this, i](Result<UpstreamSocket> r) { on_result(i, std::move(r)); }));
   attempts_.back()->start();
 }
 

@@ -75,7 +75,7 @@ class UpstreamRuntime : public std::enable_shared_from_this<UpstreamRuntime> {
   std::map<std::string, std::unique_ptr<Connector>> probes_;
   std::vector<std::string> finished_probes_;
   std::map<std::string, Latency> latency_;
-  std::map<std::string, bool> probe_ok_;             // last probe result by server id, for logs
+  std::map<std::string, bool> probe_ok_;  // last probe result by server id, for logs
 };
 
 // The runtimes of every upstream in the config, by name (implicit ones by their address).

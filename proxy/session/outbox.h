@@ -40,8 +40,8 @@ class Outbox {
   // The pending run alone reaches max_messages or max_bytes.
   bool backlog_full() const;
 
-  uint64_t last_seq() const { return next_seq_ - 1; }    // 0 before the first message
-  uint64_t first_seq() const;                            // oldest held, or last_seq() + 1 if none
+  uint64_t last_seq() const { return next_seq_ - 1; }  // 0 before the first message
+  uint64_t first_seq() const;                          // oldest held, or last_seq() + 1 if none
   uint64_t delivered_through() const { return delivered_through_; }
   size_t size() const { return messages_.size(); }
   size_t bytes() const { return bytes_; }

@@ -12,15 +12,21 @@
 namespace tether::session {
 namespace {
 
-void on_linger(evutil_socket_t, short, void* ctx) noexcept { static_cast<Session*>(ctx)->handle_linger(); }
-void on_full(evutil_socket_t, short, void* ctx) noexcept { static_cast<Session*>(ctx)->handle_full(); }
+void on_linger(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Session*>(ctx)->handle_linger();
+}
+void on_full(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Session*>(ctx)->handle_full();
+}
 
 timeval to_timeval(Millis ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
 int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -46,12 +52,13 @@ Session::~Session() {
   if (in_table_ && !ended_) table_.remove(this);
 }
 
-void Session::connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
-                      int tries, OpenDone done) {
+void Session::connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request,
+                      Millis timeout, int tries, OpenDone done) {
   open_done_ = std::move(done);
   upstream_name_ = up.name;
-  opener_ = std::make_unique<routing::UpstreamOpener>(core_, up, std::move(key), std::move(request), timeout, tries,
-                                                      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
+  opener_ = std::make_unique<routing::UpstreamOpener>(
+      core_, up, std::move(key), std::move(request), timeout, tries,
+      [this](Result<UpstreamSocket> r) { on_upstream(std::move(r)); });
   opener_->start();
 }
 
@@ -151,7 +158,9 @@ void Session::check_backlog() {
   }
 }
 
-void Session::close_delivered() { end("its close was delivered", cause_); }
+void Session::close_delivered() {
+  end("its close was delivered", cause_);
+}
 
 void Session::close_by_client() {
   if (ended_) return;
@@ -221,7 +230,9 @@ void Session::cancel_send(uint64_t seq, SendWaiter* waiter) {
   if (HeldSend* h = sends_.held(seq)) std::erase(h->waiters, waiter);
 }
 
-MessageCounters& Session::counters() const { return kind_ == Kind::kSse ? stats().sse : stats().poll; }
+MessageCounters& Session::counters() const {
+  return kind_ == Kind::kSse ? stats().sse : stats().poll;
+}
 
 void Session::set_closed(uint16_t code, std::string reason, SessionEnd cause) {
   if (close_) return;
@@ -280,7 +291,9 @@ void Session::on_ws_message(WsEndpoint&, ws::Opcode opcode, std::string& payload
   notify();
 }
 
-void Session::on_ws_ping(WsEndpoint&, std::string_view payload) { up_->send(ws::Opcode::kPong, payload); }
+void Session::on_ws_ping(WsEndpoint&, std::string_view payload) {
+  up_->send(ws::Opcode::kPong, payload);
+}
 void Session::on_ws_pong(WsEndpoint&, std::string_view) {}
 
 void Session::on_ws_close(WsEndpoint&, uint16_t code, std::string_view reason) {
@@ -344,13 +357,14 @@ void SessionTable::prune() {
   }
 }
 
-Session& open_session(Core& core, const http::Request& req, const LocationConf& loc, const std::string& peer_ip,
-                      const std::string& peer, Kind kind, std::optional<std::string> key, Session::OpenDone done) {
-  auto s = std::make_unique<Session>(core, core.sessions(), make_unique_id(core.sessions()), kind, loc.session,
-                                     loc.max_message, peer);
+Session& open_session(Core& core, const http::Request& req, const LocationConf& loc,
+                      const std::string& peer_ip, const std::string& peer, Kind kind,
+                      std::optional<std::string> key, Session::OpenDone done) {
+  auto s = std::make_unique<Session>(core, core.sessions(), make_unique_id(core.sessions()), kind,
+                                     loc.session, loc.max_message, peer);
   Session& ref = core.adopt(std::move(s));
-  ref.connect(*loc.pass->upstream, std::move(key), build_upstream_request(req, loc, peer_ip), loc.connect_timeout,
-              loc.next_upstream_tries, std::move(done));
+  ref.connect(*loc.pass->upstream, std::move(key), build_upstream_request(req, loc, peer_ip),
+              loc.connect_timeout, loc.next_upstream_tries, std::move(done));
   return ref;
 }
 

@@ -10,8 +10,8 @@
 //               buffered, then the close, is still delivered to the client
 //   ended       removed from the table (a tombstone remembers the id): after the client proved
 //               it has the close, a DELETE, or the linger running out (a written close may
-//               never have arrived, so the session waits for the client or its linger). The object itself lives on
-//               until its upstream connection has finished its close handshake, then retires.
+//               never have arrived, so the session waits for the client or its linger). The object itself
+//               lives on until its upstream connection has finished its close handshake, then retires.
 
 #include <cstdint>
 #include <functional>
@@ -26,10 +26,10 @@
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
 #include "proxy/core/ws_endpoint.h"
-#include "proxy/session/outbox.h"
-#include "proxy/session/sequencer.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/routing/router.h"
+#include "proxy/session/outbox.h"
+#include "proxy/session/sequencer.h"
 #include "proxy/upstream/connector.h"
 
 namespace tether::session {
@@ -69,15 +69,15 @@ class SendWaiter {
 
 class Session : public Owned, private WsEndpointOwner {
  public:
-  Session(Core& core, SessionTable& table, std::string id, Kind kind, const SessionConf& conf, uint64_t max_message,
-          std::string client_peer);
+  Session(Core& core, SessionTable& table, std::string id, Kind kind, const SessionConf& conf,
+          uint64_t max_message, std::string client_peer);
   ~Session() override;
 
   // Opens the upstream. DONE(ok) when it is up (the session is then in the table), or
   // DONE(error) with the reason, after which the session is gone. DONE runs from the loop.
   using OpenDone = std::function<void(Status)>;
-  void connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request, Millis timeout,
-               int tries, OpenDone done);
+  void connect(const UpstreamConf& up, std::optional<std::string> key, UpstreamRequest request,
+               Millis timeout, int tries, OpenDone done);
   // The client that asked for the session left before it opened.
   void abandon();
 
@@ -193,7 +193,7 @@ class SessionTable {
   Millis tombstone_life_;
   size_t max_tombstones_;
   std::map<std::string, Session*, std::less<>> live_;
-  std::map<std::string, int64_t, std::less<>> ended_;           // id -> expiry (ms, monotonic)
+  std::map<std::string, int64_t, std::less<>> ended_;  // id -> expiry (ms, monotonic)
   std::multimap<int64_t, std::string> ended_by_time_;
 };
 
@@ -209,7 +209,8 @@ std::string make_unique_id(const SessionTable& table);
 // Creates a session for a client's request at LOC (which has tether_pass) and starts opening
 // its upstream; DONE as for Session::connect. The core owns the session.
 // KEY is the request's sticky key (routing::route_key).
-Session& open_session(Core& core, const http::Request& req, const LocationConf& loc, const std::string& peer_ip,
-                      const std::string& peer, Kind kind, std::optional<std::string> key, Session::OpenDone done);
+Session& open_session(Core& core, const http::Request& req, const LocationConf& loc,
+                      const std::string& peer_ip, const std::string& peer, Kind kind,
+                      std::optional<std::string> key, Session::OpenDone done);
 
 }  // namespace tether::session

@@ -107,7 +107,8 @@ bool parse_last_event_id(std::string_view value, std::string& sid, uint64_t& seq
   // characters is well formed; whether it names a session is the table's question.
   if (id.empty() || id.size() > kMaxIdToken || digits.empty()) return false;
   for (char c : id) {
-    bool b64url = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    bool b64url =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     if (!b64url) return false;
   }
   for (char c : digits) {

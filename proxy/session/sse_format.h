@@ -12,9 +12,11 @@ namespace tether::session {
 //                         (an empty message is one empty data: line)
 // <blank line>
 // For binary: "event: binary" after the id, and one data: line of standard base64.
-void append_sse_message(std::string& out, std::string_view sid, uint64_t seq, bool binary, std::string_view payload);
+void append_sse_message(std::string& out, std::string_view sid, uint64_t seq, bool binary,
+                        std::string_view payload);
 // [id: ID\n] event: NAME\n data: DATA\n\n   (DATA is one line: JSON from the caller); no id if ID empty
-void append_sse_event(std::string& out, std::string_view name, std::string_view data, std::string_view id = {});
+void append_sse_event(std::string& out, std::string_view name, std::string_view data,
+                      std::string_view id = {});
 // : TEXT\n\n
 void append_sse_comment(std::string& out, std::string_view text);
 // retry: MS\n\n

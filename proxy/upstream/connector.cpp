@@ -16,10 +16,18 @@ namespace {
 
 constexpr size_t kMaxResponseHead = 16 * 1024;
 
-void on_event(bufferevent*, short what, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_event(what); }
-void on_read(bufferevent*, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_read(); }
-void on_timer(evutil_socket_t, short, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_timeout(); }
-void on_kick(evutil_socket_t, short, void* ctx) noexcept { static_cast<Connector*>(ctx)->handle_kick(); }
+void on_event(bufferevent*, short what, void* ctx) noexcept {
+  static_cast<Connector*>(ctx)->handle_event(what);
+}
+void on_read(bufferevent*, void* ctx) noexcept {
+  static_cast<Connector*>(ctx)->handle_read();
+}
+void on_timer(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Connector*>(ctx)->handle_timeout();
+}
+void on_kick(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Connector*>(ctx)->handle_kick();
+}
 void on_resolved(int err, evutil_addrinfo* res, void* ctx) noexcept {
   static_cast<Connector*>(ctx)->handle_resolved(err, res);
 }
@@ -86,7 +94,12 @@ struct ResponseHead {
 
 Connector::Connector(event_base* base, evdns_base* dns, const UpstreamServer& server, UpstreamRequest request,
                      Millis timeout, Done done)
-    : base_(base), dns_(dns), server_(server), request_(std::move(request)), timeout_(timeout), done_(std::move(done)) {}
+    : base_(base),
+      dns_(dns),
+      server_(server),
+      request_(std::move(request)),
+      timeout_(timeout),
+      done_(std::move(done)) {}
 
 Connector::~Connector() {
   // Cancelling calls handle_resolved with EVUTIL_EAI_CANCEL, which touches nothing else.
@@ -96,7 +109,8 @@ Connector::~Connector() {
 void Connector::start() {
   timer_.reset(evtimer_new(base_, on_timer, this));
   kick_.reset(event_new(base_, -1, 0, on_kick, this));
-  timeval tv{static_cast<time_t>(timeout_.count() / 1000), static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(timeout_.count() / 1000),
+             static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
   evtimer_add(timer_.get(), &tv);
   evutil_addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -146,7 +160,8 @@ void Connector::try_next() {
     }
     bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
     socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    if (bufferevent_socket_connect(bev_.get(), reinterpret_cast<const sockaddr*>(&ss), static_cast<int>(len)) == 0) {
+    if (bufferevent_socket_connect(bev_.get(), reinterpret_cast<const sockaddr*>(&ss),
+                                   static_cast<int>(len)) == 0) {
       return;  // the outcome arrives through handle_event
     }
     int e = EVUTIL_SOCKET_ERROR();
@@ -212,7 +227,8 @@ void Connector::handle_read() {
   evbuffer* in = bufferevent_get_input(bev_.get());
   evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
   if (end.pos < 0) {
-    if (evbuffer_get_length(in) > kMaxResponseHead) fail("upstream " + server_.text + " sent a too large response head");
+    if (evbuffer_get_length(in) > kMaxResponseHead)
+      fail("upstream " + server_.text + " sent a too large response head");
     return;
   }
   size_t head_len = static_cast<size_t>(end.pos) + 4;
@@ -239,8 +255,8 @@ void Connector::handle_read() {
     return;
   }
   if (rh.status != 101) {
-    fail("upstream " + server_.text + " refused the WebSocket handshake with " + std::to_string(rh.status) + " " +
-         rh.reason);
+    fail("upstream " + server_.text + " refused the WebSocket handshake with " + std::to_string(rh.status) +
+         " " + rh.reason);
     return;
   }
   const std::string* upgrade = rh.get("Upgrade");
@@ -281,8 +297,9 @@ void Connector::handle_read() {
 
 void Connector::handle_timeout() {
   if (finished_) return;
-  fail("upstream " + server_.text + (connected_ ? " did not complete the WebSocket handshake in time"
-                                               : " did not accept the connection in time"));
+  fail("upstream " + server_.text +
+       (connected_ ? " did not complete the WebSocket handshake in time"
+                   : " did not accept the connection in time"));
 }
 
 void Connector::fail(std::string why) {

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "event2/dns.h"
 #include "proxy/core/config.h"
 #include "proxy/util/handles.h"
-#include "event2/dns.h"
 #include "proxy/util/header_list.h"
 #include "proxy/util/result.h"
 
@@ -26,10 +26,10 @@ struct UpstreamRequest {
 };
 
 struct UpstreamSocket {
-  BufferEventPtr bev;       // no callbacks set; its input may already hold frames
-  std::string protocol;     // chosen subprotocol, or empty
-  HeaderList set_cookies;   // Set-Cookie values from the 101, to pass on to the client
-  std::string server;       // "host:port"
+  BufferEventPtr bev;      // no callbacks set; its input may already hold frames
+  std::string protocol;    // chosen subprotocol, or empty
+  HeaderList set_cookies;  // Set-Cookie values from the 101, to pass on to the client
+  std::string server;      // "host:port"
   // Kept by whoever uses the socket: releasing it tells the pool the server has one session
   // fewer (least_conn, stats). Empty for probes.
   std::shared_ptr<void> lease;

@@ -32,7 +32,8 @@ std::string strip_tether_params(std::string_view query) {
   return out;
 }
 
-UpstreamRequest build_upstream_request(const http::Request& req, const LocationConf& loc, const std::string& peer_ip) {
+UpstreamRequest build_upstream_request(const http::Request& req, const LocationConf& loc,
+                                       const std::string& peer_ip) {
   UpstreamRequest up;
   if (loc.pass->has_path) {
     up.target = loc.pass->path;

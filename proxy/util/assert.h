@@ -8,10 +8,10 @@
 #include <cstdlib>
 
 #define TETHER_ASSERT(cond) assert(cond)
-#define TETHER_RELEASE_ASSERT(cond)                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define TETHER_RELEASE_ASSERT(cond)                                                     \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       std::fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                  \
-    }                                                                                \
+      std::abort();                                                                     \
+    }                                                                                   \
   } while (0)

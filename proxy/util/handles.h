@@ -19,7 +19,9 @@ struct CFree {
   }
 };
 
-inline void evdns_base_free_all(evdns_base* b) { evdns_base_free(b, 1); }
+inline void evdns_base_free_all(evdns_base* b) {
+  evdns_base_free(b, 1);
+}
 
 using EventBasePtr = std::unique_ptr<event_base, CFree<event_base_free>>;
 using EventPtr = std::unique_ptr<event, CFree<event_free>>;

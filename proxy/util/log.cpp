@@ -22,7 +22,8 @@ std::string g_access_path;
 Result<FILE*> open_file(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "a");
   if (!f) {
-    return Error{Errc::kIo, "open() \"" + path + "\" failed (" + std::to_string(errno) + ": " + std::strerror(errno) + ")"};
+    return Error{Errc::kIo, "open() \"" + path + "\" failed (" + std::to_string(errno) + ": " +
+                                std::strerror(errno) + ")"};
   }
   std::setvbuf(f, nullptr, _IOLBF, 0);
   return f;
@@ -40,7 +41,9 @@ bool parse_level(std::string_view name, Level& out) {
   return false;
 }
 
-std::string_view level_name(Level level) { return kNames[static_cast<size_t>(level)]; }
+std::string_view level_name(Level level) {
+  return kNames[static_cast<size_t>(level)];
+}
 
 Status open(const std::string& path, Level level) {
   FILE* f = stderr;
@@ -70,7 +73,9 @@ Status open_access(const std::string& path) {
   return ok_status();
 }
 
-bool access_enabled() { return g_access != nullptr; }
+bool access_enabled() {
+  return g_access != nullptr;
+}
 
 void access(std::string_view client, std::string_view request, int status, std::string_view rest) {
   if (!g_access) return;
@@ -80,7 +85,8 @@ void access(std::string_view client, std::string_view request, int status, std::
   localtime_r(&now, &tm);
   strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
   fprintf(g_access, "%.*s - [%s] \"%.*s\" %d %.*s\n", static_cast<int>(client.size()), client.data(), when,
-          static_cast<int>(request.size()), request.data(), status, static_cast<int>(rest.size()), rest.data());
+          static_cast<int>(request.size()), request.data(), status, static_cast<int>(rest.size()),
+          rest.data());
 }
 
 Status reopen() {
@@ -89,7 +95,9 @@ Status reopen() {
   return a.ok() ? b : a;
 }
 
-Level threshold() { return g_level; }
+Level threshold() {
+  return g_level;
+}
 
 void write(Level level, const char* fmt, ...) {
   char line[4096];

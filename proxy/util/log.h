@@ -19,7 +19,9 @@ std::string_view level_name(Level level);
 // Sends the log to PATH ("stderr" for standard error) from LEVEL up. Reopens when called again.
 Status open(const std::string& path, Level level);
 Level threshold();
-inline bool enabled(Level level) { return level >= threshold(); }
+inline bool enabled(Level level) {
+  return level >= threshold();
+}
 
 void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -33,9 +35,9 @@ Status reopen();
 
 }  // namespace tether::log
 
-#define TETHER_LOG(level, ...)                                                   \
-  do {                                                                           \
-    if (::tether::log::enabled(::tether::log::Level::level)) {                   \
-      ::tether::log::write(::tether::log::Level::level, __VA_ARGS__);            \
-    }                                                                            \
+#define TETHER_LOG(level, ...)                                        \
+  do {                                                                \
+    if (::tether::log::enabled(::tether::log::Level::level)) {        \
+      ::tether::log::write(::tether::log::Level::level, __VA_ARGS__); \
+    }                                                                 \
   } while (0)

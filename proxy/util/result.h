@@ -9,12 +9,12 @@
 namespace tether {
 
 enum class Errc {
-  kConfig,     // a config file is wrong; `what` ends with "in FILE:LINE"
-  kSyntax,     // bytes from a peer do not parse
-  kResource,   // allocation, fd or socket failure
-  kIo,         // a system call failed
-  kUpstream,   // an upstream refused, failed or timed out
-  kInvalid,    // an argument is out of range
+  kConfig,    // a config file is wrong; `what` ends with "in FILE:LINE"
+  kSyntax,    // bytes from a peer do not parse
+  kResource,  // allocation, fd or socket failure
+  kIo,        // a system call failed
+  kUpstream,  // an upstream refused, failed or timed out
+  kInvalid,   // an argument is out of range
 };
 
 struct Error {
@@ -43,6 +43,8 @@ class [[nodiscard]] Result {
 };
 
 using Status = Result<std::monostate>;
-inline Status ok_status() { return Status(std::monostate{}); }
+inline Status ok_status() {
+  return Status(std::monostate{});
+}
 
 }  // namespace tether

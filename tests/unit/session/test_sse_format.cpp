@@ -366,7 +366,7 @@ void parses_last_event_id(void** state) {
       {"AbCdEfGhIjKlMnOpQr-_090.1", true, 1},         // 23
       {"a.1", true, 1},
       {"AbCdEfGhIjKlMnOpQr-_09AbCdEfGhIjKlMnOpQr-_09AbCdEfGhIjKlMnOpQr-_09.1", false, 0},  // 66: too long
-      {"AbCdEfGhIjKlMnOpQr+/09.1", false, 0},         // standard base64, not url
+      {"AbCdEfGhIjKlMnOpQr+/09.1", false, 0},  // standard base64, not url
       {"AbCdEfGhIjKlMnOpQr-_0=.1", false, 0},
       {"AbCdEfGhIjKlMnOpQr-_0 .1", false, 0},
       {"AbCdEfGhIj.lMnOpQr-_09.1", false, 0},
