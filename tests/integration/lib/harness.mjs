@@ -730,20 +730,9 @@ export function parseResponse(buf, method = 'GET', eof = false) {
   const headEnd = buf.indexOf('\r\n\r\n');
   if (headEnd < 0) return null;
   const rawHead = buf.subarray(0, headEnd).toString('latin1');
-  const [statusLine, ...headerLines] = rawHead.split('\r\n');
-  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
-  if (!m) throw new Error(`malformed status line: ${JSON.stringify(statusLine)}`);
-  const headers = {};
-  for (const line of headerLines) {
-    const i = line.indexOf(':');
-    if (i <= 0) throw new Error(`malformed header line: ${JSON.stringify(line)}`);
-    const name = line.slice(0, i).trim().toLowerCase();
-    const value = line.slice(i + 1).trim();
-    if (name in headers) headers[name] = [].concat(headers[name], value);
-    else headers[name] = value;
-  }
-  const status = Number(m[2]);
-  const response = { version: m[1], status, reason: m[3] ?? '', headers, rawHead };
+  const head = parseHead(rawHead);
+  const { headers, status } = head;
+  const response = { version: head.version, status, reason: head.reason, headers, rawHead };
   let pos = headEnd + 4;
   const single = (name) => {
     const v = headers[name];
@@ -812,4 +801,41 @@ export function assertOneLineReason(res, status, what = '') {
   const type = [].concat(res.headers['content-type'] ?? '')[0];
   assert.match(type, /^text\/plain\b/i, `Content-Type ${JSON.stringify(type)}, expected text/plain\n${ctx}`);
   assert.match(res.body, /^[^\r\n]*[^\s][^\r\n]*\r?\n?$/, `body is not one non-empty line\n${ctx}`);
+}
+
+/** Runs fn(item, i) for all items, at most `limit` at once; results in order; the first error rejects. */
+export async function mapLimit(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  let failed = null;
+  const worker = async () => {
+    while (failed === null && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i], i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed) throw failed;
+  return results;
+}
+
+/** Status line and headers of a raw response head (lowercase names; repeated headers as arrays). */
+export function parseHead(rawHead) {
+  const [statusLine, ...lines] = rawHead.split('\r\n');
+  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
+  if (!m) throw new Error(`malformed status line: ${JSON.stringify(statusLine)}`);
+  const headers = {};
+  for (const line of lines) {
+    const i = line.indexOf(':');
+    if (i <= 0) throw new Error(`malformed header line: ${JSON.stringify(line)}`);
+    const name = line.slice(0, i).trim().toLowerCase();
+    const value = line.slice(i + 1).trim();
+    if (name in headers) headers[name] = [].concat(headers[name], value);
+    else headers[name] = value;
+  }
+  return { version: m[1], status: Number(m[2]), reason: m[3] ?? '', headers };
 }

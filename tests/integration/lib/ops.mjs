@@ -182,22 +182,4 @@ export async function tryConnect(port, host = '127.0.0.1', timeoutMs = DEFAULT_T
   }
 }
 
-/** Runs fn(item, i) for all items, at most `limit` at once; results in order; the first error rejects. */
-export async function mapLimit(items, limit, fn) {
-  const results = new Array(items.length);
-  let next = 0;
-  let failed = null;
-  const worker = async () => {
-    while (failed === null && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i], i);
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed) throw failed;
-  return results;
-}
+export { mapLimit } from './harness.mjs';

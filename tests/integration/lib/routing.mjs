@@ -286,28 +286,7 @@ export async function mustOpen(transport, opts) {
   return s;
 }
 
-/**
- * Runs fn(item, index) for every item with at most `limit` running at once; resolves to the
- * results in order, or rejects with the first error (after the running ones settled).
- */
-export async function inBatches(items, limit, fn) {
-  const results = new Array(items.length);
-  let next = 0;
-  let failed = null;
-  const worker = async () => {
-    while (failed === null && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i], i);
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed) throw failed;
-  return results;
-}
+export { mapLimit as inBatches } from './harness.mjs';
 
 /** The cookie NAME=VALUE of a Set-Cookie value (its attributes dropped). */
 export function cookiePair(setCookie) {

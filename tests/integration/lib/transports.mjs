@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import { EventSource } from 'eventsource';
-import { DEFAULT_TIMEOUT_MS, RawHttp, parseResponse, rawRequest, trackChild, withTimeout } from './harness.mjs';
+import { DEFAULT_TIMEOUT_MS, RawHttp, parseHead, parseResponse, rawRequest, trackChild, withTimeout } from './harness.mjs';
 
 /** A session id: at least 128 bits of base64url (22 characters or more). */
 export const SID_RE = /^[A-Za-z0-9_-]{22,}$/;
@@ -266,21 +266,6 @@ class Dechunker {
   }
 }
 
-function parseHead(rawHead) {
-  const [statusLine, ...lines] = rawHead.split('\r\n');
-  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
-  if (!m) throw new Error(`malformed status line: ${JSON.stringify(statusLine)}`);
-  const headers = {};
-  for (const line of lines) {
-    const i = line.indexOf(':');
-    if (i <= 0) throw new Error(`malformed header line: ${JSON.stringify(line)}`);
-    const name = line.slice(0, i).trim().toLowerCase();
-    const value = line.slice(i + 1).trim();
-    if (name in headers) headers[name] = [].concat(headers[name], value);
-    else headers[name] = value;
-  }
-  return { version: m[1], status: Number(m[2]), reason: m[3] ?? '', headers };
-}
 
 const BODY_PREFIX_BYTES = 64 * 1024;
 

@@ -51,7 +51,7 @@ int teardown(void** state) {
 }
 
 Fixture& fixture(void** state) {
-  return *static_cast<Fixture*>(*state);
+  return fixture_of<Fixture>(state);
 }
 
 // Writes PATH (relative to the test directory), creating its parent directories.

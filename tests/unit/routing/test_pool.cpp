@@ -37,18 +37,12 @@ struct Fixture {
   std::optional<Pool> pool;
 };
 
-int setup(void** state) {
-  *state = new Fixture;
-  return 0;
-}
+constexpr auto setup = fixture_setup<Fixture>;
 
-int teardown(void** state) {
-  delete static_cast<Fixture*>(*state);
-  return 0;
-}
+constexpr auto teardown = fixture_teardown<Fixture>;
 
 Fixture& fixture(void** state) {
-  return *static_cast<Fixture*>(*state);
+  return fixture_of<Fixture>(state);
 }
 
 ServerSpec spec(std::string id, int weight = 1) {

@@ -34,13 +34,10 @@ int setup(void** state) {
   return 0;
 }
 
-int teardown(void** state) {
-  delete static_cast<Fixture*>(*state);
-  return 0;
-}
+constexpr auto teardown = fixture_teardown<Fixture>;
 
 Fixture& fixture(void** state) {
-  return *static_cast<Fixture*>(*state);
+  return fixture_of<Fixture>(state);
 }
 
 // N servers 10.0.0.1:9001 .. 10.0.0.N:9001, weight 1, all usable.

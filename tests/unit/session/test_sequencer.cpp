@@ -25,18 +25,12 @@ struct Fixture {
   std::optional<std::pair<uint64_t, std::unique_ptr<int>>> owned_pop;
 };
 
-int setup(void** state) {
-  *state = new Fixture;
-  return 0;
-}
+constexpr auto setup = fixture_setup<Fixture>;
 
-int teardown(void** state) {
-  delete static_cast<Fixture*>(*state);
-  return 0;
-}
+constexpr auto teardown = fixture_teardown<Fixture>;
 
 Fixture& fixture(void** state) {
-  return *static_cast<Fixture*>(*state);
+  return fixture_of<Fixture>(state);
 }
 
 Verdict offer(Seq& s, uint64_t n, const char* text) {

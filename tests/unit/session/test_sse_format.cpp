@@ -34,18 +34,12 @@ struct Fixture {
   std::mt19937 rng{20240608};
 };
 
-int setup(void** state) {
-  *state = new Fixture;
-  return 0;
-}
+constexpr auto setup = fixture_setup<Fixture>;
 
-int teardown(void** state) {
-  delete static_cast<Fixture*>(*state);
-  return 0;
-}
+constexpr auto teardown = fixture_teardown<Fixture>;
 
 Fixture& fixture(void** state) {
-  return *static_cast<Fixture*>(*state);
+  return fixture_of<Fixture>(state);
 }
 
 std::string printable(std::string_view s) {
