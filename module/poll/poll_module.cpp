@@ -173,13 +173,16 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   if (!check_origin(conn, req, loc, headers)) return true;
 
   if (opening) {
+    ClientTable::Slot slot = session::take_session_slot(ctx.core, conn, headers);
+    if (!slot) return true;
     routing::RouteKey route = routing::route_key(*loc.pass->upstream, req, conn.peer_ip());
     for (auto& h : route.set_cookie) headers.push_back(std::move(h));
     auto opening_req = std::make_unique<Opening>(ctx.core, conn, headers);
     Opening& o = ctx.core.adopt(std::move(opening_req));
     session::Session& s =
         session::open_session(ctx.core, req, loc, conn.peer_ip(), conn.peer(), session::Kind::kPoll,
-                              std::move(route.key), [&o](Status st) { o.on_open(std::move(st)); });
+                              std::move(route.key), std::move(slot),
+                              [&o](Status st) { o.on_open(std::move(st)); });
     o.set_session(s);
     return true;
   }

@@ -80,6 +80,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     return true;
   }
   if (req.body.size() > loc.max_message) {
+    stats().hit(Limit::kMessageSize);
     conn.respond_error(413, "message larger than tether_max_message", headers);
     return true;
   }

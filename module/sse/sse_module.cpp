@@ -36,6 +36,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   }
   HeaderList cors;
   if (!check_origin(conn, req, loc, cors)) return true;
+  Millis send_timeout = conn.server().send_timeout;
 
   session::SessionTable& table = ctx.core.sessions();
   const std::string* last_id = req.header("Last-Event-ID");
@@ -69,7 +70,7 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     }
     std::string peer = conn.peer(), resume_ip = conn.peer_ip();
     auto stream =
-        std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf());
+        std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf(), send_timeout);
     ++stats().sessions_resumed;
     Stream& st = ctx.core.adopt(std::move(stream));
     if (log::access_enabled()) st.set_access(resume_ip, access_line(req));
@@ -77,15 +78,18 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     return true;
   }
 
+  ClientTable::Slot slot = session::take_session_slot(ctx.core, conn, cors);
+  if (!slot) return true;
   std::string peer = conn.peer(), peer_ip = conn.peer_ip();
   routing::RouteKey route = routing::route_key(*loc.pass->upstream, req, peer_ip);
   for (auto& h : route.set_cookie) cors.push_back(std::move(h));  // the stream's head carries it
-  auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), peer, std::move(cors), loc.session);
+  auto stream =
+      std::make_unique<Stream>(ctx.core, conn.detach(), peer, std::move(cors), loc.session, send_timeout);
   Stream& st = ctx.core.adopt(std::move(stream));
   if (log::access_enabled()) st.set_access(peer_ip, access_line(req));
   session::Session& s =
       session::open_session(ctx.core, req, loc, peer_ip, peer, session::Kind::kSse, std::move(route.key),
-                            [&st](Status status) { st.on_open(std::move(status)); });
+                            std::move(slot), [&st](Status status) { st.on_open(std::move(status)); });
   st.start_new(s);
   return true;
 }

@@ -40,9 +40,18 @@ std::string json_dump(json_t* j) {
 
 }  // namespace
 
-Stream::Stream(Core& core, BufferEventPtr client, std::string peer, HeaderList cors, const SessionConf& conf)
-    : core_(core), bev_(std::move(client)), peer_(std::move(peer)), cors_(std::move(cors)), conf_(conf) {
+Stream::Stream(Core& core, HttpConnection::Detached client, std::string peer, HeaderList cors,
+               const SessionConf& conf, Millis send_timeout)
+    : core_(core),
+      bev_(std::move(client.bev)),
+      slot_(std::move(client.slot)),
+      peer_(std::move(peer)),
+      cors_(std::move(cors)),
+      conf_(conf) {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
+  timeval tv{static_cast<time_t>(send_timeout.count() / 1000),
+             static_cast<suseconds_t>(send_timeout.count() % 1000 * 1000)};
+  bufferevent_set_timeouts(bev_.get(), nullptr, &tv);
   bufferevent_setwatermark(bev_.get(), EV_WRITE, kLowWatermark, 0);
   // Reading only to notice the client leaving; nothing it sends matters.
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
@@ -183,7 +192,11 @@ void Stream::handle_write() {
   flush();
 }
 
-void Stream::handle_event(short) {
+void Stream::handle_event(short what) {
+  if (what & BEV_EVENT_TIMEOUT) {
+    TETHER_LOG(kInfo, "SSE client took nothing for send_timeout, closing, client: %s", peer_.c_str());
+    stats().hit(Limit::kSendTimeout);
+  }
   close_now();
 }
 
@@ -204,6 +217,7 @@ void Stream::finish() {
 void Stream::close_now() {
   if (retired_) return;
   retired_ = true;
+  slot_.release();
   --stats().sse_streams;
   if (!access_request_.empty()) {
     log::access(access_ip_, access_request_, access_status_,

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "proxy/core/core.h"
+#include "proxy/core/http_connection.h"
 #include "proxy/session/session.h"
 #include "proxy/util/header_list.h"
 
@@ -12,7 +13,9 @@ namespace tether::sse {
 
 class Stream : public Owned, public session::Subscriber {
  public:
-  Stream(Core& core, BufferEventPtr client, std::string peer, HeaderList cors, const SessionConf& conf);
+  // SEND_TIMEOUT: a client that takes none of the pending output for this long is dropped.
+  Stream(Core& core, HttpConnection::Detached client, std::string peer, HeaderList cors,
+         const SessionConf& conf, Millis send_timeout);
   ~Stream() override;
 
   // A new session: waits for its upstream. The session's DONE must call on_open; if the
@@ -45,6 +48,7 @@ class Stream : public Owned, public session::Subscriber {
 
   Core& core_;
   BufferEventPtr bev_;
+  ClientTable::Slot slot_;
   std::string peer_;
   HeaderList cors_;
   SessionConf conf_;

@@ -86,6 +86,18 @@ std::string json_report(Core& core) {
                                 counters_json(st.sse), "poll", counters_json(st.poll)));
   json_object_set_new(root, "buffer_full_pauses_total",
                       json_integer(static_cast<json_int_t>(st.buffer_full_pauses)));
+  json_t* hits = json_object();
+  for (size_t i = 0; i < static_cast<size_t>(Limit::kCount); ++i) {
+    json_object_set_new(hits, std::string(limit_name(static_cast<Limit>(i))).c_str(),
+                        json_integer(static_cast<json_int_t>(st.limit_hits[i])));
+  }
+  json_object_set_new(
+      root, "limits",
+      json_pack("{s:I,s:I,s:I,s:I,s:o}", "client_connections",
+                static_cast<json_int_t>(core.clients().total(ClientTable::kConnection)), "max_connections",
+                static_cast<json_int_t>(core.max_connections()), "client_sessions",
+                static_cast<json_int_t>(core.clients().total(ClientTable::kSession)), "client_addresses",
+                static_cast<json_int_t>(core.clients().clients()), "hits_total", hits));
   json_object_set_new(root, "rates",
                       json_pack("{s:f,s:f}", "messages_per_second_10s", st.rate.per_second(now, 10),
                                 "messages_per_second_1m", st.rate.per_second(now, 60)));
@@ -195,6 +207,19 @@ std::string prometheus_report(Core& core) {
            static_cast<double>(st.http_connections - st.polls_waiting));
   p.family("tether_connections_accepted_total", "counter", "Client connections accepted.");
   p.sample("tether_connections_accepted_total", "", static_cast<double>(st.accepted_total));
+  p.family("tether_client_connections", "gauge",
+           "Client connections counted against max_connections (requests, relays, streams).");
+  p.sample("tether_client_connections", "", static_cast<double>(core.clients().total(ClientTable::kConnection)));
+  p.family("tether_max_connections", "gauge", "The max_connections limit in force.");
+  p.sample("tether_max_connections", "", static_cast<double>(core.max_connections()));
+  p.family("tether_client_addresses", "gauge", "Client addresses holding a connection or a session.");
+  p.sample("tether_client_addresses", "", static_cast<double>(core.clients().clients()));
+  p.family("tether_limit_hits_total", "counter",
+           "Connections, requests, messages and sessions refused or closed by a limit, by limit.");
+  for (size_t i = 0; i < static_cast<size_t>(Limit::kCount); ++i) {
+    p.sample("tether_limit_hits_total", Prom::label("limit", limit_name(static_cast<Limit>(i))),
+             static_cast<double>(st.limit_hits[i]));
+  }
   p.family("tether_sessions_active", "gauge", "SSE and long-poll sessions open now.");
   p.sample("tether_sessions_active", "", static_cast<double>(core.sessions().size()));
   p.family("tether_sessions_opened_total", "counter", "Sessions whose upstream opened.");

@@ -2,6 +2,8 @@
 
 #include <event2/buffer.h>
 
+#include <ctime>
+
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
 #include "proxy/util/log.h"
@@ -20,20 +22,33 @@ void on_close_after_write(bufferevent* bev, void* ctx) noexcept {
     static_cast<Relay*>(ctx)->handle_client_event(BEV_EVENT_EOF);
 }
 
+void on_idle_timer(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Relay*>(ctx)->handle_idle_timer();
+}
+
+// Milliseconds of CLOCK_MONOTONIC_COARSE: read per frame for the idle timeout, so it must be
+// cheap (vDSO, no syscall); a few ms of coarseness do not matter to a timeout.
+int64_t coarse_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
 // What the client sees when the upstream drops without a close frame (RFC 6455 7.4.1: 1014 is
 // a gateway's "bad response from the upstream").
 constexpr uint16_t kUpstreamLostCode = ws::close_code::kBadGateway;
 
 }  // namespace
 
-Relay::Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer,
-             std::string client_key, size_t max_message)
+Relay::Relay(Core& core, ConfigPtr config, HttpConnection::Detached client, std::string client_peer,
+             std::string client_key, RelayLimits limits)
     : core_(core),
       config_(std::move(config)),
-      pending_client_(std::move(client)),
+      pending_client_(std::move(client.bev)),
       client_peer_(std::move(client_peer)),
       client_key_(std::move(client_key)),
-      max_message_(max_message) {}
+      slot_(std::move(client.slot)),
+      limits_(limits) {}
 
 Relay::~Relay() = default;
 
@@ -98,7 +113,7 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   head += "\r\n";
   bufferevent_setwatermark(pending_client_.get(), EV_READ, 0, 0);
   bufferevent_write(pending_client_.get(), head.data(), head.size());
-  ws::DecoderLimits limits{.max_message = max_message_};
+  ws::DecoderLimits limits{.max_message = limits_.max_message};
   down_ = std::make_unique<WsEndpoint>(core_.base(), std::move(pending_client_), ws::Role::kServer, limits,
                                        static_cast<WsEndpointOwner&>(*this), "client " + client_peer_);
   up_ = std::make_unique<WsEndpoint>(core_.base(), std::move(sock.bev), ws::Role::kClient, limits,
@@ -110,9 +125,37 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
   access_status_ = 101;
   down_->start();
   up_->start();
+  down_->set_send_timeout(limits_.send_timeout);
+  up_->set_send_timeout(limits_.send_timeout);
+  last_frame_ms_ = coarse_ms();
+  arm_idle_timer(limits_.idle_timeout);
+}
+
+void Relay::arm_idle_timer(Millis after) {
+  if (limits_.idle_timeout.count() == 0) return;
+  if (!idle_timer_) idle_timer_.reset(evtimer_new(core_.base(), on_idle_timer, this));
+  timeval tv{static_cast<time_t>(after.count() / 1000), static_cast<suseconds_t>(after.count() % 1000 * 1000)};
+  evtimer_add(idle_timer_.get(), &tv);
+}
+
+void Relay::handle_idle_timer() {
+  // The timer is not moved per frame (that would cost a heap update per message): it fires
+  // once per period and re-arms for what is left since the last frame.
+  int64_t idle = coarse_ms() - last_frame_ms_;
+  if (idle < limits_.idle_timeout.count()) {
+    arm_idle_timer(Millis{limits_.idle_timeout.count() - idle});
+    return;
+  }
+  if (!down_ || !up_ || down_->close_sent() || up_->close_sent()) return;  // already closing
+  TETHER_LOG(kInfo, "websocket relay idle for %lld ms (tether_idle_timeout), closing, client: %s",
+             static_cast<long long>(idle), client_peer_.c_str());
+  stats().hit(Limit::kIdleTimeout);
+  down_->send_close(ws::close_code::kGoingAway, "idle timeout");
+  up_->send_close(ws::close_code::kGoingAway, "idle timeout");
 }
 
 void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) {
+  last_frame_ms_ = coarse_ms();
   stats().message(stats().websocket, &ep == down_.get(), payload.size());
   (&ep == down_.get() ? bytes_in_ : bytes_out_) += payload.size();
   WsEndpoint& to = other(ep);
@@ -122,9 +165,11 @@ void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payloa
 }
 
 void Relay::on_ws_ping(WsEndpoint& ep, std::string_view payload) {
+  last_frame_ms_ = coarse_ms();
   other(ep).send(ws::Opcode::kPing, payload);
 }
 void Relay::on_ws_pong(WsEndpoint& ep, std::string_view payload) {
+  last_frame_ms_ = coarse_ms();
   other(ep).send(ws::Opcode::kPong, payload);
 }
 
@@ -175,6 +220,8 @@ void Relay::finish_if_done() {
   bool up_done = !up_ || up_->gone();
   if (pending_client_ || !down_done || !up_done) return;
   retired_ = true;
+  if (idle_timer_) evtimer_del(idle_timer_.get());
+  slot_.release();
   if (!access_request_.empty()) {
     log::access(access_ip_, access_request_, access_status_ ? access_status_ : 499,
                 "transport=websocket session=- upstream=" + upstream_name_ +

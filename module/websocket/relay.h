@@ -14,11 +14,18 @@
 
 namespace tether::websocket {
 
+struct RelayLimits {
+  size_t max_message;   // tether_max_message, either way
+  Millis send_timeout;  // either side taking none of its pending output
+  Millis idle_timeout;  // tether_idle_timeout: no frame either way (0: off)
+};
+
 class Relay : public Owned, private WsEndpointOwner {
  public:
-  // Takes the client's socket right after its upgrade request was accepted (not yet answered).
-  Relay(Core& core, ConfigPtr config, BufferEventPtr client, std::string client_peer, std::string client_key,
-        size_t max_message);
+  // Takes the client's socket (and its client slot) right after its upgrade request was
+  // accepted (not yet answered).
+  Relay(Core& core, ConfigPtr config, HttpConnection::Detached client, std::string client_peer,
+        std::string client_key, RelayLimits limits);
   ~Relay() override;
 
   // Opens the upstream (a server of UP, by KEY and balance, up to TRIES servers); the client
@@ -27,6 +34,7 @@ class Relay : public Owned, private WsEndpointOwner {
              int tries, HeaderList extra);
 
   void handle_client_event(short what);
+  void handle_idle_timer();
   // For the access log line written when the relay ends.
   void set_access(std::string client_ip, std::string request_line) {
     access_ip_ = std::move(client_ip);
@@ -37,6 +45,7 @@ class Relay : public Owned, private WsEndpointOwner {
  private:
   void on_upstream(Result<UpstreamSocket> result);
   void finish_if_done();
+  void arm_idle_timer(Millis after);
   WsEndpoint& other(WsEndpoint& ep) { return &ep == down_.get() ? *up_ : *down_; }
 
   void on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payload) override;
@@ -52,7 +61,10 @@ class Relay : public Owned, private WsEndpointOwner {
   BufferEventPtr pending_client_;  // until the upstream answers
   std::string client_peer_;
   std::string client_key_;
-  size_t max_message_;
+  ClientTable::Slot slot_;
+  RelayLimits limits_;
+  EventPtr idle_timer_;
+  int64_t last_frame_ms_ = 0;  // coarse monotonic time of the last frame either way
   std::unique_ptr<routing::UpstreamOpener> opener_;
   std::shared_ptr<void> lease_;  // the server's place in its pool's active count
   HeaderList extra_;

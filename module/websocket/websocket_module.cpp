@@ -62,9 +62,12 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
   std::string client_key = *key;
   Millis timeout = loc.connect_timeout;
   std::string peer_ip = conn.peer_ip();
-  BufferEventPtr bev = conn.detach();  // conn retires; do not touch it after this
-  auto relay = std::make_unique<Relay>(ctx.core, ctx.core.config(), std::move(bev), std::move(peer),
-                                       std::move(client_key), loc.max_message);
+  RelayLimits limits{.max_message = loc.max_message,
+                     .send_timeout = conn.server().send_timeout,
+                     .idle_timeout = loc.idle_timeout};
+  HttpConnection::Detached client = conn.detach();  // conn retires; do not touch it after this
+  auto relay = std::make_unique<Relay>(ctx.core, ctx.core.config(), std::move(client), std::move(peer),
+                                       std::move(client_key), limits);
   Relay& r = ctx.core.adopt(std::move(relay));
   if (log::access_enabled())
     r.set_access(peer_ip, req.method + " " + redact_target(req.target) + " HTTP/1.1");

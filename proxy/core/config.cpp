@@ -26,6 +26,9 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "access_log", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "pid", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "tether_shutdown_timeout", .scopes = kMain, .min_args = 1, .max_args = 1},
+    {.name = "max_connections", .scopes = kMain, .min_args = 1, .max_args = 1},
+    {.name = "max_connections_per_client", .scopes = kMain, .min_args = 1, .max_args = 1},
+    {.name = "tether_max_sessions_per_client", .scopes = kMain, .min_args = 1, .max_args = 1},
     {.name = "server", .scopes = kMain, .min_args = 0, .max_args = 0, .opens = kServer, .repeatable = true},
     {.name = "upstream",
      .scopes = kMain,
@@ -48,8 +51,10 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
      .repeatable = true},
     {.name = "client_header_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "keepalive_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "client_body_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "send_timeout", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "client_max_body_size", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
+    {.name = "client_max_header_size", .scopes = kMain | kServer, .min_args = 1, .max_args = 1},
     {.name = "return", .scopes = kLocation, .min_args = 1, .max_args = 2},
     {.name = "allow", .scopes = kLocation, .min_args = 1, .max_args = 1, .repeatable = true},
     {.name = "deny", .scopes = kLocation, .min_args = 1, .max_args = 1, .repeatable = true},
@@ -57,6 +62,7 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
     {.name = "tether_transports", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 3},
     {.name = "tether_connect_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
     {.name = "tether_max_message", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
+    {.name = "tether_idle_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
     {.name = "tether_buffer", .scopes = kMain | kServer | kLocation, .min_args = 2, .max_args = 2},
     {.name = "tether_session_linger", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
     {.name = "tether_poll_timeout", .scopes = kMain | kServer | kLocation, .min_args = 1, .max_args = 1},
@@ -68,8 +74,9 @@ constexpr conf::DirectiveSpec kCoreDirectives[] = {
 
 // Settings that inherit main -> server -> location.
 struct Inherited {
-  std::optional<Millis> client_header_timeout, keepalive_timeout, send_timeout, connect_timeout;
-  std::optional<uint64_t> client_max_body_size, max_message;
+  std::optional<Millis> client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout,
+      connect_timeout, idle_timeout;
+  std::optional<uint64_t> client_max_body_size, client_max_header_size, max_message;
   std::optional<unsigned> transports;
   std::optional<std::pair<uint64_t, uint64_t>> buffer;
   std::optional<Millis> linger, poll_timeout, heartbeat, sse_retry;
@@ -123,6 +130,9 @@ class Builder {
   Inherited derive(const Inherited& parent) {
     Inherited child = fresh();
     child.client_header_timeout = parent.client_header_timeout;
+    child.client_body_timeout = parent.client_body_timeout;
+    child.client_max_header_size = parent.client_max_header_size;
+    child.idle_timeout = parent.idle_timeout;
     child.keepalive_timeout = parent.keepalive_timeout;
     child.send_timeout = parent.send_timeout;
     child.connect_timeout = parent.connect_timeout;
@@ -163,7 +173,24 @@ class Builder {
       cfg_->shutdown_timeout = *d;
       return ok_status();
     }
+    if (n.name == "max_connections" || n.name == "max_connections_per_client" ||
+        n.name == "tether_max_sessions_per_client") {
+      auto v = conf::parse_count(n.args[0]);
+      if (!v.ok() || *v == 0) return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
+      (n.name == "max_connections"              ? cfg_->max_connections
+       : n.name == "max_connections_per_client" ? cfg_->max_connections_per_client
+                                                : cfg_->max_sessions_per_client) = *v;
+      return ok_status();
+    }
     if (n.name == "client_header_timeout") return duration(n, in.client_header_timeout);
+    if (n.name == "client_body_timeout") return duration(n, in.client_body_timeout);
+    if (n.name == "tether_idle_timeout") {
+      if (n.args[0] == "off") {
+        in.idle_timeout = Millis{0};
+        return ok_status();
+      }
+      return duration(n, in.idle_timeout);
+    }
     if (n.name == "keepalive_timeout") return duration(n, in.keepalive_timeout);
     if (n.name == "send_timeout") return duration(n, in.send_timeout);
     if (n.name == "tether_connect_timeout") return duration(n, in.connect_timeout);
@@ -219,6 +246,12 @@ class Builder {
       auto v = conf::parse_size(n.args[0]);
       if (!v.ok()) return conf::invalid_value(n, 0, v.error().what);
       in.client_max_body_size = *v;
+      return ok_status();
+    }
+    if (n.name == "client_max_header_size") {
+      auto v = conf::parse_size(n.args[0]);
+      if (!v.ok() || *v < 1024) return conf::invalid_value(n, 0, v.ok() ? "must be at least 1k" : v.error().what);
+      in.client_max_header_size = *v;
       return ok_status();
     }
     if (n.name == "tether_transports") {
@@ -460,6 +493,8 @@ class Builder {
     srv->keepalive_timeout = in.keepalive_timeout.value_or(srv->keepalive_timeout);
     srv->send_timeout = in.send_timeout.value_or(srv->send_timeout);
     srv->client_max_body_size = in.client_max_body_size.value_or(srv->client_max_body_size);
+    srv->client_body_timeout = in.client_body_timeout.value_or(srv->client_body_timeout);
+    srv->client_max_header_size = in.client_max_header_size.value_or(srv->client_max_header_size);
     for (const auto& c : n.children) {
       if (c.name != "location") continue;
       if (auto st = location(c, in, *srv); !st.ok()) return st;
@@ -547,6 +582,7 @@ class Builder {
     loc->transports = in.transports.value_or(loc->transports);
     loc->next_upstream_tries = in.next_upstream_tries.value_or(loc->next_upstream_tries);
     loc->max_message = in.max_message.value_or(loc->max_message);
+    loc->idle_timeout = in.idle_timeout.value_or(loc->idle_timeout);
     if (in.buffer) {
       loc->session.max_messages = in.buffer->first;
       loc->session.max_bytes = in.buffer->second;

@@ -106,6 +106,7 @@ struct LocationConf {
   Millis connect_timeout{10'000};    // TCP connect + WebSocket handshake with the upstream
   int next_upstream_tries = 3;       // tether_next_upstream tries=N: servers tried per new session
   uint64_t max_message = 16u << 20;  // tether_max_message: either way, any transport
+  Millis idle_timeout{3'600'000};    // tether_idle_timeout: a relayed WebSocket with no frames
   SessionConf session;
   // tether_allow_origin: unset -> no Origin checks and no CORS; "*" -> any origin.
   bool origins_checked = false;
@@ -121,8 +122,10 @@ struct ServerConf {
   std::vector<ListenConf> listens;
   Millis client_header_timeout{60'000};
   Millis keepalive_timeout{75'000};
+  Millis client_body_timeout{60'000};  // from the end of the head to the end of the body
   Millis send_timeout{60'000};
   uint64_t client_max_body_size = 1u << 20;
+  uint64_t client_max_header_size = 16u << 10;  // request line + headers (431 over it)
   std::vector<std::unique_ptr<LocationConf>> locations;
   // `location = /x` first, then the longest matching prefix; nullptr when none matches.
   const LocationConf* match(std::string_view path) const;
@@ -135,6 +138,9 @@ struct Config {
   std::string access_log;  // empty: off
   std::string pid_file;    // empty: none
   Millis shutdown_timeout{10'000};
+  uint64_t max_connections = 0;  // 0: default_max_connections(), from the fd limit
+  uint64_t max_connections_per_client = 1000;
+  uint64_t max_sessions_per_client = 1000;
   std::vector<std::unique_ptr<ServerConf>> servers;
   std::map<std::string, std::unique_ptr<UpstreamConf>, std::less<>> upstreams;
   std::list<UpstreamConf> implicit_upstreams;

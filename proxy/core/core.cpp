@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/routing/router.h"
 #include "proxy/session/session.h"
 #include "proxy/util/log.h"
@@ -29,17 +30,28 @@ struct Core::Listener {
 
 namespace {
 
+// How long accepting pauses after accept() found no free fd (nginx waits 500 ms).
+constexpr timeval kAcceptPause{0, 100'000};
+// Refused connections answer and linger like any other; beyond this many at once, more are
+// closed without an answer, so refusing cannot itself use up the fds.
+constexpr size_t kMaxRefusing = 64;
+
 void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr* sa, int socklen, void* ctx) noexcept {
   auto* l = static_cast<Core::Listener*>(ctx);
-  auto conn = std::make_unique<HttpConnection>(*l->core, l->core->config(), *l->server, fd, sa, socklen);
-  HttpConnection& c = l->core->adopt(std::move(conn));
-  c.start();
+  l->core->accept_client(*l, fd, sa, socklen);
 }
 
-void on_accept_error(evconnlistener*, void*) noexcept {
+void on_accept_error(evconnlistener*, void* ctx) noexcept {
   int err = EVUTIL_SOCKET_ERROR();
-  // EMFILE and friends: keep going, the listener retries on the next readiness.
   TETHER_LOG(kError, "accept() failed (%d: %s)", err, evutil_socket_error_to_string(err));
+  // Out of fds: the pending connection stays in the backlog and the listener stays readable;
+  // retrying at once would spin. Wait until something has closed.
+  if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+    static_cast<Core::Listener*>(ctx)->core->pause_accepting();
+}
+
+void on_accept_resume(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<Core*>(ctx)->resume_accepting();
 }
 
 void on_reap(evutil_socket_t, short, void* ctx) noexcept;
@@ -71,6 +83,16 @@ void on_deadline(evutil_socket_t, short, void* ctx) noexcept {
 }
 
 }  // namespace
+
+std::string client_ip(const sockaddr* sa) {
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (sa->sa_family == AF_INET) {
+    evutil_inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, ip, sizeof ip);
+  } else if (sa->sa_family == AF_INET6) {
+    evutil_inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, ip, sizeof ip);
+  }
+  return ip;
+}
 
 std::string format_address(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -153,6 +175,8 @@ Status Core::bind_listeners(const Config& config, std::vector<std::unique_ptr<Li
                                     std::to_string(l.loc.line)};
       }
       evconnlistener_set_error_cb(lst->listener.get(), on_accept_error);
+      if (accept_pause_ && evtimer_pending(accept_pause_.get(), nullptr))
+        evconnlistener_disable(lst->listener.get());
       sockaddr_storage bound{};
       socklen_t len = sizeof bound;
       getsockname(evconnlistener_get_fd(lst->listener.get()), reinterpret_cast<sockaddr*>(&bound), &len);
@@ -272,6 +296,55 @@ void Core::stop(bool graceful) {
     }
   }
   if (live_.empty()) event_base_loopbreak(base_.get());
+}
+
+uint64_t Core::max_connections() const {
+  return config_->max_connections ? config_->max_connections : default_max_connections();
+}
+
+void Core::accept_client(const Listener& l, evutil_socket_t fd, const sockaddr* sa, int socklen) {
+  const Config& cfg = *config_;
+  ClientTable::Slot slot;
+  int status = 0;
+  const char* reason = nullptr;
+  std::string ip = client_ip(sa);
+  if (clients_.total(ClientTable::kConnection) >= max_connections()) {
+    stats().hit(Limit::kConnections);
+    status = 503;
+    reason = "too many connections";
+  } else if (!(slot = clients_.take(ClientTable::kConnection, ip, cfg.max_connections_per_client))) {
+    stats().hit(Limit::kConnectionsPerClient);
+    status = 429;
+    reason = "too many connections from this client address";
+  }
+  if (status) {
+    TETHER_LOG(kWarn, "%s (%s), client: %s", reason,
+               status == 503 ? "max_connections" : "max_connections_per_client",
+               format_address(sa).c_str());
+    if (refusing_ >= kMaxRefusing) {
+      evutil_closesocket(fd);
+      return;
+    }
+  }
+  auto conn = std::make_unique<HttpConnection>(*this, config_, *l.server, fd, sa, socklen);
+  HttpConnection& c = adopt(std::move(conn));
+  if (status) {
+    ++refusing_;
+    c.refuse(status, reason);
+  } else {
+    c.start(std::move(slot));
+  }
+}
+
+void Core::pause_accepting() {
+  if (!accept_pause_) accept_pause_.reset(evtimer_new(base_.get(), on_accept_resume, this));
+  if (evtimer_pending(accept_pause_.get(), nullptr)) return;
+  for (auto& l : listeners_) evconnlistener_disable(l->listener.get());
+  evtimer_add(accept_pause_.get(), &kAcceptPause);
+}
+
+void Core::resume_accepting() {
+  for (auto& l : listeners_) evconnlistener_enable(l->listener.get());
 }
 
 void Core::handle_deadline() {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/core/config.h"
+#include "proxy/core/limits.h"
 #include "proxy/util/assert.h"
 #include "proxy/util/handles.h"
 
@@ -57,6 +58,10 @@ class Core {
   const ConfigPtr& config() const { return config_; }
   session::SessionTable& sessions() { return *sessions_; }
   routing::Router& router() { return *router_; }
+  // Who holds how many connections and sessions, for the per-client limits.
+  ClientTable& clients() { return clients_; }
+  // max_connections as configured, or derived from the fd limit.
+  uint64_t max_connections() const;
 
   template <class T>
   T& adopt(std::unique_ptr<T> obj) {
@@ -72,6 +77,13 @@ class Core {
 
   struct Listener;
   void handle_deadline();
+  // A new client socket: an HTTP connection, or a refusal when a connection limit is reached.
+  void accept_client(const Listener& l, evutil_socket_t fd, const sockaddr* sa, int socklen);
+  // accept() ran out of fds: stop accepting for a moment instead of spinning on a ready listener.
+  void pause_accepting();
+  void resume_accepting();
+  // A refused connection (HttpConnection::refuse) is gone.
+  void refusal_done() { --refusing_; }
 
  private:
   Status bind_listeners(const Config& config, std::vector<std::unique_ptr<Listener>>& out);
@@ -79,6 +91,7 @@ class Core {
   EventBasePtr base_;  // first member: destroyed last
   DnsBasePtr dns_;
   ConfigPtr config_;
+  ClientTable clients_;  // outlives the slots held by objects in live_
   std::unique_ptr<session::SessionTable> sessions_;  // outlives the sessions in live_
   std::unique_ptr<routing::Router> router_;
   std::vector<std::unique_ptr<Listener>> listeners_;
@@ -87,11 +100,15 @@ class Core {
   EventPtr reaper_;
   std::vector<EventPtr> signals_;
   EventPtr deadline_;
+  EventPtr accept_pause_;
+  size_t refusing_ = 0;  // refused connections still lingering
   bool stopping_ = false;
   std::string pid_file_;
 };
 
 // "127.0.0.1:8080" or "[::1]:8080".
 std::string format_address(const sockaddr* sa);
+// "127.0.0.1" or "::1" (empty for other families).
+std::string client_ip(const sockaddr* sa);
 
 }  // namespace tether

@@ -117,7 +117,8 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
       config_(std::move(config)),
       server_(server),
       parser_(
-          http::ParserLimits{.max_header_bytes = 16 * 1024, .max_body_bytes = server.client_max_body_size}),
+          http::ParserLimits{.max_header_bytes = server.client_max_header_size,
+                             .max_body_bytes = server.client_max_body_size}),
       id_(g_next_id++) {
   // Messages are written whole as they come: Nagle would hold small ones back for an ACK
   // (milliseconds of latency on an open-loop stream), as nginx's tcp_nodelay avoids.
@@ -127,22 +128,19 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
   if (!bev_) evutil_closesocket(fd);  // on failure the fd is still ours
   peer_ = format_address(peer);
   memcpy(&peer_addr_, peer, peer->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
-  char ip[64] = "";
-  if (peer->sa_family == AF_INET) {
-    evutil_inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, ip, sizeof ip);
-  } else if (peer->sa_family == AF_INET6) {
-    evutil_inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, ip, sizeof ip);
-  }
-  peer_ip_ = ip;
+  peer_ip_ = client_ip(peer);
   timer_.reset(evtimer_new(core.base(), on_timer, this));
   kick_.reset(event_new(core.base(), -1, 0, on_kick, this));
   ++stats().http_connections;
   ++stats().accepted_total;
 }
 
-HttpConnection::~HttpConnection() = default;
+HttpConnection::~HttpConnection() {
+  if (refused_) core_.refusal_done();
+}
 
-void HttpConnection::start() {
+void HttpConnection::start(ClientTable::Slot slot) {
+  slot_ = std::move(slot);
   if (!bev_) {
     TETHER_LOG(kError, "bufferevent_socket_new() failed, client: %s", peer_.c_str());
     core_.retire(this);
@@ -153,6 +151,14 @@ void HttpConnection::start() {
   bufferevent_set_timeouts(bev_.get(), nullptr, &send);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   arm_timer();
+}
+
+void HttpConnection::refuse(int status, const char* reason) {
+  refused_ = true;
+  start();
+  if (!bev_) return;
+  busy_ = true;
+  respond_error(status, reason, {}, true);
 }
 
 void HttpConnection::handle_read() {
@@ -182,6 +188,8 @@ void HttpConnection::process() {
     if (parser_.failed()) {
       TETHER_LOG(kInfo, "client sent invalid request (%s), client: %s", parser_.error_reason().c_str(),
                  peer_.c_str());
+      if (parser_.error_status() == 431) stats().hit(Limit::kHeaderSize);
+      if (parser_.error_status() == 413) stats().hit(Limit::kBodySize);
       respond_error(parser_.error_status(), parser_.error_reason(), {}, true);
     }
     break;
@@ -215,7 +223,7 @@ void HttpConnection::dispatch(http::Request& req) {
     access_start_ = monotonic_ms();
   }
   keep_alive_ = req.keep_alive;
-  request_timer_ = false;
+  request_timer_ = RequestTimer::kNone;
   const LocationConf* loc = server_.match(req.path);
   if (!loc) {
     respond_error(404, "no location matches " + req.path);
@@ -318,7 +326,7 @@ void HttpConnection::uncount() {
   counted_ = false;
 }
 
-BufferEventPtr HttpConnection::detach() {
+HttpConnection::Detached HttpConnection::detach() {
   uncount();
   evtimer_del(timer_.get());
   event_del(kick_.get());
@@ -328,7 +336,7 @@ BufferEventPtr HttpConnection::detach() {
   busy_ = false;
   closing_ = true;
   core_.retire(this);
-  return std::move(bev_);
+  return Detached{std::move(bev_), std::move(slot_)};
 }
 
 void HttpConnection::handle_write() {
@@ -344,6 +352,7 @@ void HttpConnection::handle_write() {
 void HttpConnection::handle_event(short what) {
   if (what & BEV_EVENT_TIMEOUT) {
     TETHER_LOG(kInfo, "client timed out reading the response, client: %s", peer_.c_str());
+    stats().hit(Limit::kSendTimeout);
   } else if (what & BEV_EVENT_ERROR) {
     int err = EVUTIL_SOCKET_ERROR();
     TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err,
@@ -363,10 +372,13 @@ void HttpConnection::handle_timeout() {
   if (lingering_) {
     close_now();
   } else if (parser_.in_request()) {
-    TETHER_LOG(kInfo, "client timed out sending the request head, client: %s", peer_.c_str());
+    bool body = request_timer_ == RequestTimer::kBody;
+    TETHER_LOG(kInfo, "client timed out sending the request %s, client: %s", body ? "body" : "head",
+               peer_.c_str());
+    stats().hit(body ? Limit::kBodyTimeout : Limit::kHeaderTimeout);
     keep_alive_ = false;
     busy_ = true;
-    respond_error(408, "request not received in time", {}, true);
+    respond_error(408, body ? "request body not received in time" : "request not received in time", {}, true);
   } else {
     close_now();
   }
@@ -376,19 +388,22 @@ void HttpConnection::arm_timer() {
   if (!bev_ || closing_) return;
   if (busy_) {
     evtimer_del(timer_.get());
-    request_timer_ = false;
+    request_timer_ = RequestTimer::kNone;
     return;
   }
   if (parser_.in_request()) {
-    // From the first byte of a request: trickling bytes does not extend it (slowloris).
-    if (!request_timer_) {
-      request_timer_ = true;
-      timeval tv = to_timeval(server_.client_header_timeout);
+    // From the first byte of a head, then from its end for the body: trickling bytes extends
+    // neither (slowloris).
+    RequestTimer want = parser_.in_body() ? RequestTimer::kBody : RequestTimer::kHead;
+    if (request_timer_ != want) {
+      request_timer_ = want;
+      timeval tv = to_timeval(want == RequestTimer::kBody ? server_.client_body_timeout
+                                                          : server_.client_header_timeout);
       evtimer_add(timer_.get(), &tv);
     }
     return;
   }
-  request_timer_ = false;
+  request_timer_ = RequestTimer::kNone;
   timeval tv = to_timeval(served_any_ ? server_.keepalive_timeout : server_.client_header_timeout);
   evtimer_add(timer_.get(), &tv);
 }

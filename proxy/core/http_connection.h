@@ -48,7 +48,10 @@ class HttpConnection : public Owned {
                  const sockaddr* peer, int peer_len);
   ~HttpConnection() override;
 
-  void start();
+  // Serves requests; SLOT is the connection's place under max_connections_per_client.
+  void start(ClientTable::Slot slot = {});
+  // Answers STATUS with REASON at once and closes (a connection limit was reached).
+  void refuse(int status, const char* reason);
   // Answers what is under way, then closes; an idle connection closes now.
   void shutdown(bool graceful) override;
 
@@ -58,13 +61,19 @@ class HttpConnection : public Owned {
   // A text/plain one-line reason. The connection stays open unless CLOSE or the request said so.
   void respond_error(int status, std::string_view reason, const HeaderList& extra = {}, bool close = false);
   // Gives up the socket (with any bytes read but not parsed still in its input buffer) and
-  // retires. The caller owns the bufferevent, with no callbacks set and reading disabled.
-  BufferEventPtr detach();
+  // its client slot, and retires. The caller owns the bufferevent, with no callbacks set and
+  // reading disabled, and keeps the slot as long as it keeps the socket.
+  struct Detached {
+    BufferEventPtr bev;
+    ClientTable::Slot slot;
+  };
+  Detached detach();
   // The request being handled will be answered later, through respond*(). Until then the
   // connection reads no further request (pipelined ones wait) and runs no idle timer.
   void defer(DeferredResponse* waiter);
 
   const std::string& peer_ip() const { return peer_ip_; }
+  const ServerConf& server() const { return server_; }
   const std::string& peer() const { return peer_; }
   uint64_t id() const { return id_; }
 
@@ -99,7 +108,10 @@ class HttpConnection : public Owned {
   bool busy_ = false;           // a request is being answered
   bool closing_ = false;        // close once the output is flushed
   bool keep_alive_ = true;      // of the request being answered
-  bool request_timer_ = false;  // the header timeout of the current request is running
+  // Which timeout of the current request is running: its head's, then its body's.
+  enum class RequestTimer { kNone, kHead, kBody } request_timer_ = RequestTimer::kNone;
+  bool refused_ = false;
+  ClientTable::Slot slot_;
   bool served_any_ = false;
   bool read_paused_ = false;
   bool lingering_ = false;

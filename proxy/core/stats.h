@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "proxy/core/limits.h"
+
 namespace tether {
 
 // Data messages (not pings or closes) and their payload bytes; in = client -> backend.
@@ -43,9 +45,12 @@ struct Stats {
   std::array<uint64_t, static_cast<size_t>(SessionEnd::kCount)> sessions_closed{};
   MessageCounters websocket, sse, poll;
   uint64_t buffer_full_pauses = 0;
+  // Requests, connections and sessions refused or closed by a limit.
+  std::array<uint64_t, static_cast<size_t>(Limit::kCount)> limit_hits{};
   RateCounter rate;
 
   void message(MessageCounters& c, bool in, size_t bytes);
+  void hit(Limit l) { ++limit_hits[static_cast<size_t>(l)]; }
 };
 
 // The process's stats (one core per process for now).

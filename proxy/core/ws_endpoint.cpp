@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 
+#include "proxy/core/stats.h"
 #include "proxy/core/write_now.h"
 
 namespace tether {
@@ -48,6 +49,12 @@ void WsEndpoint::start() {
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   // Frames that arrived with the handshake are already in the input buffer.
   if (evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) event_active(kick_.get(), EV_TIMEOUT, 0);
+}
+
+void WsEndpoint::set_send_timeout(Millis timeout) {
+  if (!bev_) return;
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  bufferevent_set_timeouts(bev_.get(), nullptr, &tv);
 }
 
 size_t WsEndpoint::pending_output() const {
@@ -132,8 +139,9 @@ void WsEndpoint::handle_write() {
   owner_.on_ws_drained(*this);
 }
 
-void WsEndpoint::handle_event(short) {
+void WsEndpoint::handle_event(short what) {
   // EOF, error or timeout: the connection is over either way.
+  if (what & BEV_EVENT_TIMEOUT) stats().hit(Limit::kSendTimeout);
   drop();
 }
 
@@ -168,6 +176,7 @@ void WsEndpoint::on_close(uint16_t code, std::string_view reason) {
 }
 
 void WsEndpoint::on_error(uint16_t code, std::string_view reason) {
+  if (code == ws::close_code::kTooBig) stats().hit(Limit::kMessageSize);
   send_close(code, reason);
   close_received_ = true;  // nothing more will be read
   owner_.on_ws_error(*this, code, reason);

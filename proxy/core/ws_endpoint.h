@@ -44,6 +44,8 @@ class WsEndpoint : private ws::DecoderSink {
 
   // Starts reading (and decodes what is already buffered, from the loop, not from here).
   void start();
+  // A peer that takes none of our pending output for this long is dropped (send_timeout).
+  void set_send_timeout(Millis timeout);
 
   // Sends a data or control frame; ignored after a close was sent.
   void send(ws::Opcode opcode, std::string_view payload);

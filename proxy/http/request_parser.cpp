@@ -567,6 +567,8 @@ std::string_view reason_phrase(int status) {
       return "URI Too Long";
     case 426:
       return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

@@ -69,6 +69,8 @@ class RequestParser {
   bool upgraded() const { return upgraded_; }
   // True while part of a request has been received but not all of it (for 408 vs a quiet close).
   bool in_request() const { return in_request_; }
+  // True while the head of the current request is complete and its body is still arriving.
+  bool in_body() const { return in_request_ && headers_done_; }
 
  private:
   // The helper may change private members freely.

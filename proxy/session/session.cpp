@@ -249,6 +249,7 @@ void Session::set_closed(uint16_t code, std::string reason, SessionEnd cause) {
 void Session::end(const char* why, SessionEnd cause) {
   if (ended_) return;
   ended_ = true;
+  client_slot_.release();
   if (!close_) cause_ = cause;
   if (in_table_) ++stats().sessions_closed[static_cast<size_t>(cause_)];
   TETHER_LOG(kInfo, "session %s ended: %s, client: %s", log_id_.c_str(), why, client_peer_.c_str());
@@ -359,13 +360,25 @@ void SessionTable::prune() {
 
 Session& open_session(Core& core, const http::Request& req, const LocationConf& loc,
                       const std::string& peer_ip, const std::string& peer, Kind kind,
-                      std::optional<std::string> key, Session::OpenDone done) {
+                      std::optional<std::string> key, ClientTable::Slot slot, Session::OpenDone done) {
   auto s = std::make_unique<Session>(core, core.sessions(), make_unique_id(core.sessions()), kind,
                                      loc.session, loc.max_message, peer);
+  s->hold_client_slot(std::move(slot));
   Session& ref = core.adopt(std::move(s));
   ref.connect(*loc.pass->upstream, std::move(key), build_upstream_request(req, loc, peer_ip),
               loc.connect_timeout, loc.next_upstream_tries, std::move(done));
   return ref;
+}
+
+ClientTable::Slot take_session_slot(Core& core, HttpConnection& conn, const HeaderList& headers) {
+  ClientTable::Slot slot =
+      core.clients().take(ClientTable::kSession, conn.peer_ip(), core.config()->max_sessions_per_client);
+  if (!slot) {
+    stats().hit(Limit::kSessionsPerClient);
+    TETHER_LOG(kWarn, "too many sessions (tether_max_sessions_per_client), client: %s", conn.peer().c_str());
+    conn.respond_error(429, "too many sessions from this client address", headers);
+  }
+  return slot;
 }
 
 Session* find_or_answer(Core& core, HttpConnection& conn, std::string_view sid, const HeaderList& headers) {

@@ -102,6 +102,8 @@ class Session : public Owned, private WsEndpointOwner {
   void delivered_through(uint64_t seq);
   // Poll: the client has every message through ACK.
   void release_through(uint64_t ack);
+  // The client address's place under tether_max_sessions_per_client, released when the session ends.
+  void hold_client_slot(ClientTable::Slot slot) { client_slot_ = std::move(slot); }
   // The close reached the client (SSE: a reconnect named tether-close's id): the session ends.
   void close_delivered();
 
@@ -149,6 +151,7 @@ class Session : public Owned, private WsEndpointOwner {
  private:
   Core& core_;
   SessionTable& table_;
+  ClientTable::Slot client_slot_;  // held until the session ends
   std::string id_, log_id_;
   Kind kind_;
   SessionConf conf_;
@@ -209,8 +212,13 @@ std::string make_unique_id(const SessionTable& table);
 // Creates a session for a client's request at LOC (which has tether_pass) and starts opening
 // its upstream; DONE as for Session::connect. The core owns the session.
 // KEY is the request's sticky key (routing::route_key).
+// SLOT is the session's place under tether_max_sessions_per_client (take_session_slot).
 Session& open_session(Core& core, const http::Request& req, const LocationConf& loc,
                       const std::string& peer_ip, const std::string& peer, Kind kind,
-                      std::optional<std::string> key, Session::OpenDone done);
+                      std::optional<std::string> key, ClientTable::Slot slot, Session::OpenDone done);
+
+// A place for one more session of CONN's client address, or an empty slot after answering
+// 429 (with HEADERS) when the address holds tether_max_sessions_per_client already.
+ClientTable::Slot take_session_slot(Core& core, HttpConnection& conn, const HeaderList& headers);
 
 }  // namespace tether::session

@@ -95,6 +95,10 @@ async function settleAll(promises) {
 const CLOSE_REASONS = ['backend', 'client', 'linger', 'slow_client', 'upstream_lost', 'shutdown'];
 const CONN_KINDS = ['websocket', 'sse', 'poll_waiting', 'other'];
 const MSG_KINDS = ['websocket', 'sse', 'poll'];
+const LIMITS = [
+  'connections', 'connections_per_client', 'sessions_per_client', 'header_size', 'body_size', 'message_size',
+  'header_timeout', 'body_timeout', 'send_timeout', 'idle_timeout',
+];
 
 const FAMILIES = {
   tether_info: 'gauge',
@@ -109,6 +113,10 @@ const FAMILIES = {
   tether_messages_total: 'counter',
   tether_message_bytes_total: 'counter',
   tether_buffer_full_pauses_total: 'counter',
+  tether_client_connections: 'gauge',
+  tether_max_connections: 'gauge',
+  tether_client_addresses: 'gauge',
+  tether_limit_hits_total: 'counter',
   tether_message_rate: 'gauge',
   tether_upstream_server_up: 'gauge',
   tether_upstream_server_active: 'gauge',
@@ -133,7 +141,7 @@ function assertStatsShape(st) {
   };
   assert.deepEqual(
     keys(st),
-    ['buffer_full_pauses_total', 'connections', 'messages', 'pid', 'rates', 'sessions', 'upstreams', 'uptime_seconds', 'version'],
+    ['buffer_full_pauses_total', 'connections', 'limits', 'messages', 'pid', 'rates', 'sessions', 'upstreams', 'uptime_seconds', 'version'],
     'top-level keys of the stats',
   );
   assert.equal(typeof st.version, 'string');
@@ -146,6 +154,8 @@ function assertStatsShape(st) {
   assert.deepEqual(keys(st.messages), [...MSG_KINDS].sort(), 'messages keys');
   for (const k of MSG_KINDS) ints(st.messages[k], ['in', 'out', 'in_bytes', 'out_bytes'], `messages.${k}`);
   assert.ok(Number.isInteger(st.buffer_full_pauses_total) && st.buffer_full_pauses_total >= 0);
+  ints({ ...st.limits, hits_total: 0 }, ['client_connections', 'max_connections', 'client_sessions', 'client_addresses', 'hits_total'], 'limits');
+  ints(st.limits.hits_total, LIMITS, 'limits.hits_total');
   assert.deepEqual(keys(st.rates), ['messages_per_second_10s', 'messages_per_second_1m'], 'rates keys');
   for (const v of Object.values(st.rates)) assert.ok(typeof v === 'number' && v >= 0, `a rate of ${v}`);
   for (const [name, up] of Object.entries(st.upstreams)) {
@@ -198,6 +208,8 @@ function assertPrometheusMatches(text, st) {
   for (const t of CONN_KINDS) assert.equal(v('tether_connections', { transport: t }), st.connections[t], `tether_connections{transport="${t}"}`);
   assert.equal(v('tether_connections_accepted_total'), st.connections.accepted_total + 1, 'accepted_total: the JSON request, then this one');
   assert.equal(v('tether_sessions_active'), st.sessions.active);
+  assert.equal(v('tether_max_connections'), st.limits.max_connections, 'tether_max_connections');
+  for (const l of LIMITS) assert.equal(v('tether_limit_hits_total', { limit: l }), st.limits.hits_total[l], `tether_limit_hits_total{limit="${l}"}`);
   assert.equal(v('tether_sessions_opened_total'), st.sessions.opened_total);
   assert.equal(v('tether_sessions_resumed_total'), st.sessions.resumed_total);
   assert.equal(v('tether_sessions_expired_total'), st.sessions.expired_total);
@@ -341,6 +353,12 @@ server {
     const zero = { in: 0, out: 0, in_bytes: 0, out_bytes: 0 };
     assert.deepEqual(st.messages, { websocket: zero, sse: zero, poll: zero });
     assert.equal(st.buffer_full_pauses_total, 0);
+    assert.deepEqual(
+      { ...st.limits, max_connections: 0 },
+      { client_connections: 1, max_connections: 0, client_sessions: 0, client_addresses: 1, hits_total: Object.fromEntries(LIMITS.map((l) => [l, 0])) },
+      'limits: the stats request is the one client connection',
+    );
+    assert.ok(st.limits.max_connections > 0, 'max_connections (derived from the fd limit) is positive');
     assert.deepEqual(st.rates, { messages_per_second_10s: 0, messages_per_second_1m: 0 });
     // The implicit upstream of `tether_pass ws://host:port` appears under "host:port".
     assert.deepEqual(Object.keys(st.upstreams), [upstreamName]);

@@ -39,6 +39,7 @@ describe('send (POST) and DELETE', () => {
     const pass = `tether_pass ws://127.0.0.1:${backend.port};`;
     tether = await startTether(`
 error_log stderr info;
+max_connections_per_client 5000;  # 1,000 concurrent POSTs from one address, beyond the default
 server {
     listen 127.0.0.1:0;
     client_max_body_size 64k;
