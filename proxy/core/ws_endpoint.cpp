@@ -1,8 +1,12 @@
 #include "proxy/core/ws_endpoint.h"
 
 #include <event2/buffer.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include "proxy/core/stats.h"
+#include "proxy/util/assert.h"
 #include "proxy/core/write_now.h"
 
 namespace tether {
@@ -22,6 +26,23 @@ void on_timer(evutil_socket_t, short, void* ctx) noexcept {
 }
 void on_kick(evutil_socket_t, short, void* ctx) noexcept {
   static_cast<WsEndpoint*>(ctx)->handle_read();
+}
+void on_socket_read(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<WsEndpoint*>(ctx)->handle_socket_read();
+}
+
+// One loop, one thread: every endpoint reads through this buffer, and what the decoder does not
+// take at once (a pause) is copied to the endpoint's own input buffer.
+uint8_t g_read_buf[64 * 1024];
+
+// Appends to a socket bufferevent's input, whose end libevent keeps frozen (only its own read
+// path may add there): a plain evbuffer_add would fail and drop the bytes.
+void add_input(bufferevent* bev, const uint8_t* data, size_t len) {
+  evbuffer* in = bufferevent_get_input(bev);
+  evbuffer_unfreeze(in, 0);
+  int rc = evbuffer_add(in, data, len);
+  evbuffer_freeze(in, 0);
+  TETHER_RELEASE_ASSERT(rc == 0);
 }
 
 // Bytes fed to the decoder between checks for a pause.
@@ -46,7 +67,11 @@ WsEndpoint::~WsEndpoint() = default;
 void WsEndpoint::start() {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
   bufferevent_setwatermark(bev_.get(), EV_WRITE, kLowWatermark, 0);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  // The bufferevent only writes; reading is ours (handle_socket_read).
+  bufferevent_disable(bev_.get(), EV_READ);
+  bufferevent_enable(bev_.get(), EV_WRITE);
+  read_ev_.reset(event_new(base_, bufferevent_getfd(bev_.get()), EV_READ | EV_PERSIST, on_socket_read, this));
+  event_add(read_ev_.get(), nullptr);
   // Frames that arrived with the handshake are already in the input buffer.
   if (evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) event_active(kick_.get(), EV_TIMEOUT, 0);
 }
@@ -61,33 +86,79 @@ size_t WsEndpoint::pending_output() const {
   return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_.get())) : 0;
 }
 
+size_t WsEndpoint::feed(const uint8_t* data, size_t len) {
+  size_t done = 0;
+  // The owner may pause us, or close, from inside a sink callback: check between chunks.
+  while (bev_ && !paused_ && !decoder_.stopped() && done < len) {
+    size_t want = std::min(len - done, kReadChunk);
+    size_t n = decoder_.feed(data + done, want, *this);
+    done += n;
+    if (n < want) break;
+  }
+  return done;
+}
+
 void WsEndpoint::handle_read() {
   if (!bev_ || reading_) return;
   reading_ = true;
   evbuffer* in = bufferevent_get_input(bev_.get());
-  // The owner may pause us, or close, from inside a sink callback: check between chunks.
   while (bev_ && !paused_ && !decoder_.stopped() && evbuffer_get_length(in) > 0) {
     size_t want = std::min(evbuffer_get_length(in), kReadChunk);
     const auto* data = evbuffer_pullup(in, static_cast<ev_ssize_t>(want));
-    size_t n = decoder_.feed(data, want, *this);
+    size_t n = feed(data, want);
     if (bev_) evbuffer_drain(in, n);
     if (n < want) break;
   }
   reading_ = false;
-  if (bev_ && decoder_.stopped()) bufferevent_disable(bev_.get(), EV_READ);
+  if (bev_ && decoder_.stopped()) stop_reading();
+}
+
+void WsEndpoint::handle_socket_read() {
+  if (!bev_) return;
+  evutil_socket_t fd = bufferevent_getfd(bev_.get());
+  ssize_t r = recv(fd, g_read_buf, sizeof g_read_buf, 0);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    handle_event(BEV_EVENT_READING | BEV_EVENT_ERROR);
+    return;
+  }
+  if (r == 0) {
+    handle_event(BEV_EVENT_READING | BEV_EVENT_EOF);
+    return;
+  }
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  if (reading_ || evbuffer_get_length(in) > 0) {
+    // Bytes before these wait in the input buffer: keep the order.
+    add_input(bev_.get(), g_read_buf, static_cast<size_t>(r));
+    handle_read();
+    return;
+  }
+  reading_ = true;
+  size_t n = feed(g_read_buf, static_cast<size_t>(r));
+  reading_ = false;
+  if (!bev_) return;
+  if (decoder_.stopped()) {
+    stop_reading();
+  } else if (n < static_cast<size_t>(r)) {
+    add_input(bev_.get(), g_read_buf + n, static_cast<size_t>(r) - n);
+  }
+}
+
+void WsEndpoint::stop_reading() {
+  if (read_ev_) event_del(read_ev_.get());
 }
 
 void WsEndpoint::pause_reading() {
   if (paused_ || !bev_) return;
   paused_ = true;
-  bufferevent_disable(bev_.get(), EV_READ);
+  stop_reading();
 }
 
 void WsEndpoint::resume_reading() {
   if (!paused_ || !bev_) return;
   paused_ = false;
   if (decoder_.stopped()) return;
-  bufferevent_enable(bev_.get(), EV_READ);
+  if (read_ev_) event_add(read_ev_.get(), nullptr);
   if (evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) event_active(kick_.get(), EV_TIMEOUT, 0);
 }
 
@@ -119,7 +190,7 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
 void WsEndpoint::shutdown() {
   if (!bev_) return;
   shutting_down_ = true;
-  bufferevent_disable(bev_.get(), EV_READ);
+  stop_reading();
   bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
   if (pending_output() == 0) {
     drop();
@@ -153,6 +224,7 @@ void WsEndpoint::drop() {
   if (!bev_) return;
   evtimer_del(timer_.get());
   event_del(kick_.get());
+  stop_reading();  // freed with the endpoint: this may be its own callback
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bev_.reset();
   owner_.on_ws_gone(*this);

@@ -67,6 +67,7 @@ class WsEndpoint : private ws::DecoderSink {
 
   // Callbacks (public for the C trampolines).
   void handle_read();
+  void handle_socket_read();
   void handle_write();
   void handle_event(short what);
   void handle_timer();
@@ -79,6 +80,10 @@ class WsEndpoint : private ws::DecoderSink {
   void on_error(uint16_t code, std::string_view reason) override;
   void drop();
   void write_frame();
+  // Feeds DATA to the decoder in chunks, stopping when paused, stopped or gone; returns how
+  // many bytes were consumed.
+  size_t feed(const uint8_t* data, size_t len);
+  void stop_reading();
 
   event_base* base_;
   BufferEventPtr bev_;
@@ -89,6 +94,9 @@ class WsEndpoint : private ws::DecoderSink {
   std::string frame_;  // scratch for encoding
   EventPtr timer_;
   EventPtr kick_;
+  // Our own read event on the socket: recv() straight into a scratch buffer, where the
+  // bufferevent's read path costs an ioctl(FIONREAD) before every readv.
+  EventPtr read_ev_;
   bool paused_ = false;
   bool close_sent_ = false;
   bool close_received_ = false;
