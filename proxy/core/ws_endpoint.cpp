@@ -1,6 +1,7 @@
 #include "proxy/core/ws_endpoint.h"
 
 #include <event2/buffer.h>
+#include <sys/socket.h>
 
 #include "proxy/core/write_now.h"
 
@@ -56,8 +57,12 @@ size_t WsEndpoint::pending_output() const {
 
 void WsEndpoint::handle_read() {
   if (!bev_ || reading_) return;
-  reading_ = true;
   evbuffer* in = bufferevent_get_input(bev_.get());
+  if (shutting_down_) {  // lingering: what the peer still sends is read only to be dropped
+    evbuffer_drain(in, evbuffer_get_length(in));
+    return;
+  }
+  reading_ = true;
   // The owner may pause us, or close, from inside a sink callback: check between chunks.
   while (bev_ && !paused_ && !decoder_.stopped() && evbuffer_get_length(in) > 0) {
     size_t want = std::min(evbuffer_get_length(in), kReadChunk);
@@ -67,11 +72,11 @@ void WsEndpoint::handle_read() {
     if (n < want) break;
   }
   reading_ = false;
-  if (bev_ && decoder_.stopped()) bufferevent_disable(bev_.get(), EV_READ);
+  if (bev_ && decoder_.stopped() && !shutting_down_) bufferevent_disable(bev_.get(), EV_READ);
 }
 
 void WsEndpoint::pause_reading() {
-  if (paused_ || !bev_) return;
+  if (paused_ || !bev_ || shutting_down_) return;
   paused_ = true;
   bufferevent_disable(bev_.get(), EV_READ);
 }
@@ -109,31 +114,43 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
   }
 }
 
+// RFC 6455 section 7.1.1 asks for a clean TCP close: our FIN once everything queued is written,
+// then read until the peer's FIN, then close. Closing at once would be a reset whenever the
+// peer's next bytes (its close reply, or frames it sent before seeing our close) are unread,
+// and a reset can destroy our close frame in the peer's receive buffer before it is read.
 void WsEndpoint::shutdown() {
-  if (!bev_) return;
+  if (!bev_ || shutting_down_) return;
   shutting_down_ = true;
-  bufferevent_disable(bev_.get(), EV_READ);
+  paused_ = false;
   bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
-  if (pending_output() == 0) {
-    drop();
-  } else {
-    // Bounded: a peer that never reads is dropped by the close timer.
-    timeval tv{kCloseTimeout.count() / 1000, 0};
-    evtimer_add(timer_.get(), &tv);
-  }
+  bufferevent_enable(bev_.get(), EV_READ);
+  // Bounded: a peer that never reads, or never closes, is dropped by the close timer.
+  timeval tv{kCloseTimeout.count() / 1000, 0};
+  evtimer_add(timer_.get(), &tv);
+  if (pending_output() == 0) half_close();
+  // Input already buffered is dropped now; the peer's FIN may be waiting behind it.
+  if (bev_ && evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0)
+    event_active(kick_.get(), EV_TIMEOUT, 0);
+}
+
+void WsEndpoint::half_close() {
+  if (fin_sent_) return;
+  fin_sent_ = true;
+  if (::shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) drop();  // already reset: nothing to wait for
 }
 
 void WsEndpoint::handle_write() {
   if (!bev_) return;
   if (shutting_down_) {
-    if (pending_output() == 0) drop();
+    if (pending_output() == 0) half_close();
     return;
   }
   owner_.on_ws_drained(*this);
 }
 
 void WsEndpoint::handle_event(short) {
-  // EOF, error or timeout: the connection is over either way.
+  // EOF (while shutting down: the clean end of the linger), error or timeout: the connection
+  // is over either way.
   drop();
 }
 

@@ -50,7 +50,8 @@ class WsEndpoint : private ws::DecoderSink {
   // Sends a close frame (code kNoStatus: none) once; the TCP connection closes when the peer's
   // reply arrives, or after kCloseTimeout.
   void send_close(uint16_t code, std::string_view reason);
-  // Closes the TCP connection once everything queued is written.
+  // Closes the TCP connection: a FIN once everything queued is written, then what the peer
+  // still sends is read and dropped until its FIN (or kCloseTimeout); on_ws_gone comes then.
   void shutdown();
 
   void pause_reading();
@@ -76,6 +77,7 @@ class WsEndpoint : private ws::DecoderSink {
   void on_close(uint16_t code, std::string_view reason) override;
   void on_error(uint16_t code, std::string_view reason) override;
   void drop();
+  void half_close();
   void write_frame();
 
   event_base* base_;
@@ -91,6 +93,7 @@ class WsEndpoint : private ws::DecoderSink {
   bool close_sent_ = false;
   bool close_received_ = false;
   bool shutting_down_ = false;
+  bool fin_sent_ = false;
   bool reading_ = false;  // inside handle_read
 };
 
