@@ -118,6 +118,8 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
 // then read until the peer's FIN, then close. Closing at once would be a reset whenever the
 // peer's next bytes (its close reply, or frames it sent before seeing our close) are unread,
 // and a reset can destroy our close frame in the peer's receive buffer before it is read.
+// The server closes first, so that TIME_WAIT stays with it: the client role sends no FIN of its
+// own but waits for the server's (bounded by the close timer, as the RFC allows).
 void WsEndpoint::shutdown() {
   if (!bev_ || shutting_down_) return;
   shutting_down_ = true;
@@ -127,10 +129,14 @@ void WsEndpoint::shutdown() {
   // Bounded: a peer that never reads, or never closes, is dropped by the close timer.
   timeval tv{kCloseTimeout.count() / 1000, 0};
   evtimer_add(timer_.get(), &tv);
-  if (pending_output() == 0) half_close();
+  maybe_half_close();
   // Input already buffered is dropped now; the peer's FIN may be waiting behind it.
   if (bev_ && evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0)
     event_active(kick_.get(), EV_TIMEOUT, 0);
+}
+
+void WsEndpoint::maybe_half_close() {
+  if (role_ == ws::Role::kServer && pending_output() == 0) half_close();
 }
 
 void WsEndpoint::half_close() {
@@ -142,7 +148,7 @@ void WsEndpoint::half_close() {
 void WsEndpoint::handle_write() {
   if (!bev_) return;
   if (shutting_down_) {
-    if (pending_output() == 0) half_close();
+    maybe_half_close();
     return;
   }
   owner_.on_ws_drained(*this);

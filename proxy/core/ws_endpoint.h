@@ -50,8 +50,9 @@ class WsEndpoint : private ws::DecoderSink {
   // Sends a close frame (code kNoStatus: none) once; the TCP connection closes when the peer's
   // reply arrives, or after kCloseTimeout.
   void send_close(uint16_t code, std::string_view reason);
-  // Closes the TCP connection: a FIN once everything queued is written, then what the peer
-  // still sends is read and dropped until its FIN (or kCloseTimeout); on_ws_gone comes then.
+  // Closes the TCP connection: a FIN once everything queued is written (server role; the client
+  // role leaves the first FIN to the server), then what the peer still sends is read and
+  // dropped until its FIN (or kCloseTimeout); on_ws_gone comes then.
   void shutdown();
 
   void pause_reading();
@@ -77,6 +78,7 @@ class WsEndpoint : private ws::DecoderSink {
   void on_close(uint16_t code, std::string_view reason) override;
   void on_error(uint16_t code, std::string_view reason) override;
   void drop();
+  void maybe_half_close();
   void half_close();
   void write_frame();
 
