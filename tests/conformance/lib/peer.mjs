@@ -24,7 +24,7 @@ export function acceptKey(key) {
   return createHash('sha1').update(key + GUID).digest('base64');
 }
 
-function timeout(promise, ms, what) {
+export function timeout(promise, ms, what) {
   let timer;
   const guard = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`)), ms);
@@ -78,6 +78,7 @@ export class WsPeer {
     if (this.closedBy === null) {
       this.closedBy = how;
       this.closedAt = this.now();
+      this.closedWall = Date.now();
     }
     this._wake();
   }
@@ -111,6 +112,7 @@ export class WsPeer {
   // The sender rules of section 5 and 7 for the peer's role.
   _frame(f) {
     f.at = this.now();
+    f.wall = Date.now(); // comparable across peers
     this.frames.push(f);
     const peerIsClient = this.role === 'server';
     if (this.closeReceived) this._violation('frame after a close frame (section 5.5.1)', f);
@@ -141,14 +143,14 @@ export class WsPeer {
         return;
       case OP.PING:
       case OP.PONG:
-        this.events.push({ type: OP_NAMES[f.opcode], data: f.payload, at: f.at });
+        this.events.push({ type: OP_NAMES[f.opcode], data: f.payload, at: f.at, wall: f.wall });
         return;
       case OP.CLOSE: {
         const { code, reason } = parseClose(f.payload);
         if (Number.isNaN(code)) this._violation('close frame with a 1-byte payload (section 5.5.1)', f);
         else if (code !== null && !isValidCloseCode(code)) this._violation(`close code ${code} may not be sent (section 7.4)`, f);
         if (!isValidUtf8(reason)) this._violation('close reason not UTF-8 (section 5.5.1)', f);
-        const ev = { type: 'close', code, reason: reason.toString('utf8'), data: f.payload, at: f.at };
+        const ev = { type: 'close', code, reason: reason.toString('utf8'), data: f.payload, at: f.at, wall: f.wall };
         this.closeReceived = ev;
         this.events.push(ev);
         return;
@@ -162,7 +164,7 @@ export class WsPeer {
     this._message = null;
     const data = Buffer.concat(parts);
     if (opcode === OP.TEXT && !isValidUtf8(data)) this._violation('text message not UTF-8 (section 5.6)', f);
-    this.events.push({ type: 'message', opcode, data, frames, at: f.at });
+    this.events.push({ type: 'message', opcode, data, frames, at: f.at, wall: f.wall });
   }
 
   /** Writes BUF: whole (chop undefined), CHOP bytes per write, or one byte per write ('octet'). */
@@ -296,66 +298,4 @@ export async function connectClient(port, path, { headers = {}, name = 'client' 
   const peer = new WsPeer(socket, 'client', { leftover: head.rest, name });
   socket.resume();
   return peer;
-}
-
-/**
- * A raw WebSocket server on 127.0.0.1:0 (section 4.2): answers each upgrade with 101 and hands
- * the connection to the test as a server WsPeer, with the request's path and headers.
- * Returns { port, waitConnection(path) → peer, connections, close() }.
- */
-export async function startRawBackend() {
-  const connections = [];
-  const waiters = new Map(); // path -> resolve
-  const sockets = new Set();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-    socket.on('error', () => {});
-    let buf = Buffer.alloc(0);
-    const onData = (d) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      socket.pause();
-      const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
-      const [, path] = lines[0].split(' ');
-      const headers = {};
-      for (const l of lines.slice(1)) {
-        const i = l.indexOf(':');
-        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-      }
-      socket.write(
-        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          `Sec-WebSocket-Accept: ${acceptKey(headers['sec-websocket-key'])}\r\n\r\n`,
-      );
-      const peer = new WsPeer(socket, 'server', { leftover: buf.subarray(end + 4), name: `backend ${path}` });
-      peer.path = path;
-      peer.headers = headers;
-      connections.push(peer);
-      socket.resume();
-      const w = waiters.get(path);
-      if (w) {
-        waiters.delete(path);
-        w(peer);
-      }
-    };
-    socket.on('data', onData);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: server.address().port,
-    connections,
-    waitConnection(path, ms = DEFAULT_TIMEOUT_MS) {
-      const found = connections.find((c) => c.path === path);
-      if (found) return Promise.resolve(found);
-      return timeout(new Promise((resolve) => waiters.set(path, resolve)), ms, `a backend connection for ${path}`);
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
 }
