@@ -486,6 +486,51 @@ server {
       assertClean(p);
     });
 
+    test('7.9 the backend finishes a message before answering the close: the client gets both, in order', T, async () => {
+      count('7');
+      const p = await pair('close-late-data');
+      await p.client.sendClose(close(1000, 'client done'));
+      await p.up.waitCloseFrame();
+      // Section 5.5.1: an endpoint may finish sending its current message before its close.
+      await p.up.send(Buffer.concat([S.text('last words', { fin: false }), S.cont(' from the backend')]));
+      await p.up.sendClose(S.close(1000, 'backend done'));
+      p.up.end();
+      const atClient = await p.client.waitCloseFrame();
+      assert.deepEqual([atClient.code, atClient.reason], [1000, 'backend done']);
+      assert.deepEqual(p.client.dataEvents.map((e) => e.data.toString()), ['last words from the backend']);
+      await p.client.waitTcpClose();
+      await p.up.waitTcpClose();
+      assertClean(p);
+    });
+
+    test('7.10 both ends close at the same time: each gets the other close, both connections end', T, async () => {
+      count('7');
+      const p = await pair('close-crossing');
+      await Promise.all([p.up.sendClose(S.close(4005, 'backend')), p.client.sendClose(close(4006, 'client'))]);
+      const [atClient, atUp] = await Promise.all([p.client.waitCloseFrame(), p.up.waitCloseFrame()]);
+      assert.deepEqual([atClient.code, atUp.code], [4005, 4006]);
+      p.up.end();
+      assert.equal(await p.client.waitTcpClose(), 'end');
+      await p.up.waitTcpClose();
+      assertClean(p);
+    });
+
+    test('7.11 the client breaks the protocol: it gets 1002, the backend a masked 1001', T, async () => {
+      count('7');
+      const p = await pair('client-fails');
+      await p.client.send(text('reserved bits', { rsv: 4 }));
+      const atClient = await p.client.waitCloseFrame();
+      assert.equal(atClient.code, 1002);
+      const atUp = await p.up.waitCloseFrame();
+      assert.equal(atUp.code, 1001, 'the backend should hear that its client is going away');
+      await p.client.sendClose(close(1002));
+      await p.up.sendClose(S.close(1001));
+      p.up.end();
+      assert.equal(await p.client.waitTcpClose(), 'end');
+      await p.up.waitTcpClose();
+      assertClean(p);
+    });
+
     test('7.8 after the close handshake Tether leaves the first TCP close to the backend (section 7.1.1)', T, async () => {
       count('7');
       const p = await pair('server-closes-first');
