@@ -26,6 +26,8 @@ import { connectClient } from './peer.mjs';
 
 /** How long the TCP close may take after the close frames crossed (Tether's own close timeout is 5 s). */
 export const TCP_CLOSE_GRACE_MS = 2_000;
+/** How long a fail-fast step waits for the close (it comes within milliseconds when it comes). */
+export const FAIL_FAST_MS = 2_000;
 
 function describeEvent(e) {
   if (!e) return 'nothing';
@@ -75,7 +77,7 @@ export async function runServerCase(port, c, { prefix = '/echo/' } = {}) {
         await peer.until(() => peer.dataEvents.length >= step.waitEvents, `${step.waitEvents} events (${ctx})`);
       } else if (step.expectClose !== undefined) {
         // Fail fast: the close must come before the client sends anything more.
-        const ev = await peer.waitCloseFrame().catch((err) => {
+        const ev = await peer.waitCloseFrame(FAIL_FAST_MS).catch((err) => {
           throw new Error(`${ctx}: no close frame before the next step (fail-fast): ${err.message}`);
         });
         assert.equal(ev.code, step.expectClose, `close code ${ev.code}, expected ${step.expectClose} (fail-fast step)\n${where()}`);
