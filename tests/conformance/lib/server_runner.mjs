@@ -21,7 +21,7 @@
 //              { expect: CODE }     like undefined but the steps already sent the close
 //            and in every case the TCP connection must close (section 7.1.1), promptly.
 import assert from 'node:assert/strict';
-import { OP, close as closeFrame, describeFrame } from './frames.mjs';
+import { OP, close as closeFrame } from './frames.mjs';
 import { connectClient } from './peer.mjs';
 
 /** How long the TCP close may take after the close frames crossed (Tether's own close timeout is 5 s). */
@@ -121,4 +121,3 @@ export async function runServerCase(port, c, { prefix = '/echo/' } = {}) {
   }
 }
 
-export { describeFrame };
