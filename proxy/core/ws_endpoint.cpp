@@ -100,8 +100,12 @@ size_t WsEndpoint::feed(const uint8_t* data, size_t len) {
 
 void WsEndpoint::handle_read() {
   if (!bev_ || reading_) return;
-  reading_ = true;
   evbuffer* in = bufferevent_get_input(bev_.get());
+  if (shutting_down_) {  // lingering: what the peer still sends is read only to be dropped
+    evbuffer_drain(in, evbuffer_get_length(in));
+    return;
+  }
+  reading_ = true;
   while (bev_ && !paused_ && !decoder_.stopped() && evbuffer_get_length(in) > 0) {
     size_t want = std::min(evbuffer_get_length(in), kReadChunk);
     const auto* data = evbuffer_pullup(in, static_cast<ev_ssize_t>(want));
@@ -110,7 +114,7 @@ void WsEndpoint::handle_read() {
     if (n < want) break;
   }
   reading_ = false;
-  if (bev_ && decoder_.stopped()) stop_reading();
+  if (bev_ && decoder_.stopped() && !shutting_down_) stop_reading();
 }
 
 void WsEndpoint::handle_socket_read() {
@@ -126,6 +130,7 @@ void WsEndpoint::handle_socket_read() {
     handle_event(BEV_EVENT_READING | BEV_EVENT_EOF);
     return;
   }
+  if (shutting_down_) return;  // lingering: read only to be dropped, until the peer's FIN
   evbuffer* in = bufferevent_get_input(bev_.get());
   if (reading_ || evbuffer_get_length(in) > 0) {
     // Bytes before these wait in the input buffer: keep the order.
@@ -136,7 +141,7 @@ void WsEndpoint::handle_socket_read() {
   reading_ = true;
   size_t n = feed(g_read_buf, static_cast<size_t>(r));
   reading_ = false;
-  if (!bev_) return;
+  if (!bev_ || shutting_down_) return;
   if (decoder_.stopped()) {
     stop_reading();
   } else if (n < static_cast<size_t>(r)) {
@@ -149,7 +154,7 @@ void WsEndpoint::stop_reading() {
 }
 
 void WsEndpoint::pause_reading() {
-  if (paused_ || !bev_) return;
+  if (paused_ || !bev_ || shutting_down_) return;
   paused_ = true;
   stop_reading();
 }
@@ -187,31 +192,49 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
   }
 }
 
+// RFC 6455 section 7.1.1 asks for a clean TCP close: our FIN once everything queued is written,
+// then read until the peer's FIN, then close. Closing at once would be a reset whenever the
+// peer's next bytes (its close reply, or frames it sent before seeing our close) are unread,
+// and a reset can destroy our close frame in the peer's receive buffer before it is read.
+// The server closes first, so that TIME_WAIT stays with it: the client role sends no FIN of its
+// own but waits for the server's (bounded by the close timer, as the RFC allows).
 void WsEndpoint::shutdown() {
-  if (!bev_) return;
+  if (!bev_ || shutting_down_) return;
   shutting_down_ = true;
-  stop_reading();
+  paused_ = false;
   bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
-  if (pending_output() == 0) {
-    drop();
-  } else {
-    // Bounded: a peer that never reads is dropped by the close timer.
-    timeval tv{kCloseTimeout.count() / 1000, 0};
-    evtimer_add(timer_.get(), &tv);
-  }
+  if (read_ev_) event_add(read_ev_.get(), nullptr);
+  // Bounded: a peer that never reads, or never closes, is dropped by the close timer.
+  timeval tv{kCloseTimeout.count() / 1000, 0};
+  evtimer_add(timer_.get(), &tv);
+  maybe_half_close();
+  // Input already buffered is dropped now; the peer's FIN may be waiting behind it.
+  if (bev_ && evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0)
+    event_active(kick_.get(), EV_TIMEOUT, 0);
+}
+
+void WsEndpoint::maybe_half_close() {
+  if (role_ == ws::Role::kServer && pending_output() == 0) half_close();
+}
+
+void WsEndpoint::half_close() {
+  if (fin_sent_) return;
+  fin_sent_ = true;
+  if (::shutdown(bufferevent_getfd(bev_.get()), SHUT_WR) != 0) drop();  // already reset: nothing to wait for
 }
 
 void WsEndpoint::handle_write() {
   if (!bev_) return;
   if (shutting_down_) {
-    if (pending_output() == 0) drop();
+    maybe_half_close();
     return;
   }
   owner_.on_ws_drained(*this);
 }
 
 void WsEndpoint::handle_event(short what) {
-  // EOF, error or timeout: the connection is over either way.
+  // EOF (while shutting down: the clean end of the linger), error or timeout: the connection
+  // is over either way.
   if (what & BEV_EVENT_TIMEOUT) stats().hit(Limit::kSendTimeout);
   drop();
 }

@@ -52,7 +52,9 @@ class WsEndpoint : private ws::DecoderSink {
   // Sends a close frame (code kNoStatus: none) once; the TCP connection closes when the peer's
   // reply arrives, or after kCloseTimeout.
   void send_close(uint16_t code, std::string_view reason);
-  // Closes the TCP connection once everything queued is written.
+  // Closes the TCP connection: a FIN once everything queued is written (server role; the client
+  // role leaves the first FIN to the server), then what the peer still sends is read and
+  // dropped until its FIN (or kCloseTimeout); on_ws_gone comes then.
   void shutdown();
 
   void pause_reading();
@@ -79,6 +81,8 @@ class WsEndpoint : private ws::DecoderSink {
   void on_close(uint16_t code, std::string_view reason) override;
   void on_error(uint16_t code, std::string_view reason) override;
   void drop();
+  void maybe_half_close();
+  void half_close();
   void write_frame();
   // Feeds DATA to the decoder in chunks, stopping when paused, stopped or gone; returns how
   // many bytes were consumed.
@@ -101,6 +105,7 @@ class WsEndpoint : private ws::DecoderSink {
   bool close_sent_ = false;
   bool close_received_ = false;
   bool shutting_down_ = false;
+  bool fin_sent_ = false;
   bool reading_ = false;  // inside handle_read
 };
 

@@ -85,7 +85,9 @@ struct DecoderLimits {
 //   control frame with FIN clear or payload > 125 bytes       1002 "..."
 //   continuation with no message started, or a new data frame
 //     while a fragmented message is open                      1002 "..."
-//   64-bit length with the high bit set, or non-minimal?      (minimal encoding is not required)
+//   64-bit length with the high bit set                       1002 "payload length with ..."
+//   (a non-minimal length is accepted on a data frame; a control frame's length must be in the
+//   7-bit form, as minimal encoding requires for anything up to 125 bytes)
 //   close payload of 1 byte, or an invalid close code         1002
 //   close reason or text message not UTF-8                    1007 "invalid UTF-8 ..."
 //   message larger than limits.max_message                    1009 "message too big"
