@@ -1,5 +1,5 @@
 #pragma once
-// The three kinds of load connection: WebSocket, SSE subscriber, long-poll loop.
+// The kinds of load connection: WebSocket, SSE subscriber, long-poll loop, publisher.
 
 #include <cstdint>
 #include <string>
@@ -78,8 +78,9 @@ class SseClient final : public Client, private ResponseSink {
 
 // A long-poll loop. tether: opens a session (?tether-transport=poll), then polls with
 // ?tether-session=SID&tether-ack=HIGHEST. nchan: polls the URL with If-Modified-Since and
-// If-None-Match from the previous answer (one message per answer). Reconnects when the server
-// closes between answers.
+// If-None-Match from the previous answer (one message per answer). pushpin: polls the URL as it
+// is (one message per 200 answer; 204, 304 and 408 are a poll that timed out). Reconnects when
+// the server closes between answers.
 class PollClient final : public Client, private ResponseSink {
  public:
   PollClient(Run& run, size_t id, PollProtocol protocol);
@@ -94,7 +95,7 @@ class PollClient final : public Client, private ResponseSink {
   void send_request();
   void handle_response();
   void handle_tether_response(uint64_t now);
-  void handle_nchan_response(uint64_t now);
+  void handle_plain_response(uint64_t now);
 
   PollProtocol protocol_;
   ResponseParser parser_{*this};
@@ -109,6 +110,34 @@ class PollClient final : public Client, private ResponseSink {
   int64_t ack_ = 0;
   // nchan
   std::string last_modified_, etag_;
+};
+
+// A publisher: one keep-alive connection, one POST per message, one in flight at a time (due
+// messages wait for the answer, up to a bound). Each message is "<send-ns> <seq> xxx", seq
+// counting from 1, stamped when its POST is written; the body is the message itself (raw) or a
+// Pushpin publish item. A message's latency is its POST's round trip.
+class PublishClient final : public Client, private ResponseSink {
+ public:
+  PublishClient(Run& run, size_t id);
+  void start() override;
+  bool send_at(uint64_t scheduled_ns) override;
+
+ private:
+  void handle_read() override;
+  void handle_connected() override;
+  void handle_eof() override;
+  void on_response_head(const ResponseHead& head) override;
+  void on_response_body(std::string_view) override {}
+  void send_next();
+  void handle_response();
+
+  ResponseParser parser_{*this};
+  bool in_flight_ = false;
+  int status_ = 0;
+  uint64_t sent_ns_ = 0;  // when the POST in flight was written
+  size_t queued_ = 0;     // due messages waiting for the answer to the one in flight
+  uint64_t seq_ = 0;
+  std::string request_, body_;
 };
 
 }  // namespace tether::bench
