@@ -15,6 +15,7 @@ constexpr size_t kMaxRateOutput = 4 << 20;   // ws-rate: unsent bytes a connecti
 constexpr size_t kMaxSseLine = 16 << 20;
 constexpr size_t kMaxPollBody = 64 << 20;
 constexpr size_t kMaxPublishQueue = 10'000;  // publish: due messages waiting for an answer
+constexpr size_t kMaxPublishBatch = 1000;    // publish: items in one Pushpin POST
 
 std::string request_head(const Options& o, std::string_view target, std::string_view extra) {
   std::string req;
@@ -487,39 +488,49 @@ void PublishClient::handle_connected() {
   mark_open();
 }
 
-bool PublishClient::send_at(uint64_t) {
-  if (!is_open() || dead_ || queued_ >= kMaxPublishQueue) return false;
-  ++queued_;
-  if (!in_flight_) send_next();
+bool PublishClient::send_at(uint64_t scheduled_ns) {
+  if (!is_open() || dead_ || due_.size() >= kMaxPublishQueue) return false;
+  due_.push_back(scheduled_ns);
+  if (in_flight_.empty()) send_next();
   return true;
 }
 
+void PublishClient::append_item(const std::string& payload) {
+  const Options& o = run_.options();
+  // The payload is digits, spaces and x: nothing to escape in JSON.
+  if (!in_flight_.empty()) body_.push_back(',');
+  body_.append("{\"channel\":\"").append(o.channel).append("\",\"formats\":{");
+  if (o.format == PublishFormat::kPushpinStream) {
+    body_.append("\"http-stream\":{\"content\":\"data: ").append(payload).append("\\n\\n\"}}}");
+  } else {
+    body_.append("\"http-response\":{\"body\":\"").append(payload).append("\"}}}");
+  }
+}
+
 void PublishClient::send_next() {
-  if (queued_ == 0 || in_flight_ || dead_ || run_.over()) return;
+  if (due_.empty() || !in_flight_.empty() || dead_ || run_.over()) return;
   if (!bev_) {
     if (!open_connection()) return;
     run_.count_reconnect();
   }
-  --queued_;
   const Options& o = run_.options();
   std::string& payload = run_.payload_scratch();
-  uint64_t now = now_ns();
-  make_payload(payload, now, o.size, ++seq_);
   const char* type = "application/json";
-  // The payload is digits, spaces and x: nothing to escape in JSON.
-  switch (o.format) {
-    case PublishFormat::kRaw:
-      body_ = payload;
-      type = "text/plain";
-      break;
-    case PublishFormat::kPushpinStream:
-      body_ = "{\"items\":[{\"channel\":\"" + o.channel +
-              "\",\"formats\":{\"http-stream\":{\"content\":\"data: " + payload + "\\n\\n\"}}}]}";
-      break;
-    case PublishFormat::kPushpinResponse:
-      body_ = "{\"items\":[{\"channel\":\"" + o.channel + "\",\"formats\":{\"http-response\":{\"body\":\"" +
-              payload + "\"}}}]}";
-      break;
+  if (o.format == PublishFormat::kRaw) {
+    make_payload(payload, due_.front(), o.size, ++seq_);
+    body_ = payload;
+    type = "text/plain";
+    in_flight_.push_back(due_.front());
+    due_.pop_front();
+  } else {
+    body_ = "{\"items\":[";
+    for (size_t n = 0; n < kMaxPublishBatch && !due_.empty(); ++n) {
+      make_payload(payload, due_.front(), o.size, ++seq_);
+      append_item(payload);
+      in_flight_.push_back(due_.front());
+      due_.pop_front();
+    }
+    body_.append("]}");
   }
   request_.clear();
   request_.append("POST ").append(o.url.target).append(" HTTP/1.1\r\nHost: ").append(o.url.authority);
@@ -528,10 +539,8 @@ void PublishClient::send_next() {
   for (const std::string& h : o.headers) request_.append(h).append("\r\n");
   request_.append("\r\n").append(body_);
   status_ = 0;
-  in_flight_ = true;
-  sent_ns_ = now;
   write(request_);
-  run_.count_sent();
+  for (size_t i = 0; i < in_flight_.size(); ++i) run_.count_sent();
 }
 
 void PublishClient::on_response_head(const ResponseHead& head) {
@@ -553,7 +562,7 @@ void PublishClient::handle_read() {
       return;
     }
     if (st == ResponseParser::State::kComplete) {
-      if (!in_flight_) {
+      if (in_flight_.empty()) {
         fail(ErrorKind::kProtocol, "an answer to no request");
         return;
       }
@@ -564,12 +573,12 @@ void PublishClient::handle_read() {
 
 void PublishClient::handle_eof() {
   ResponseParser::State st = parser_.finish();
-  if (st == ResponseParser::State::kComplete && in_flight_) {  // a close-delimited answer
+  if (st == ResponseParser::State::kComplete && !in_flight_.empty()) {  // a close-delimited answer
     drop_connection();
     handle_response();
     return;
   }
-  if (in_flight_) {
+  if (!in_flight_.empty()) {
     fail(ErrorKind::kClosed, "server closed the connection without answering a publish");
     return;
   }
@@ -578,13 +587,14 @@ void PublishClient::handle_eof() {
 }
 
 void PublishClient::handle_response() {
-  in_flight_ = false;
   uint64_t now = now_ns();
   if (status_ < 200 || status_ > 299) {
+    in_flight_.clear();
     fail(ErrorKind::kHandshake, "publish answered HTTP " + std::to_string(status_));
     return;
   }
-  run_.record(now, sent_ns_);
+  for (uint64_t due : in_flight_) run_.record(now, due);
+  in_flight_.clear();
   if (bev_ && !parser_.head().keep_alive) drop_connection();
   if (!bev_) parser_.reset();
   send_next();

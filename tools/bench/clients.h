@@ -2,8 +2,10 @@
 // The kinds of load connection: WebSocket, SSE subscriber, long-poll loop, publisher.
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/ws/codec.h"
 #include "tools/bench/response_parser.h"
@@ -112,10 +114,12 @@ class PollClient final : public Client, private ResponseSink {
   std::string last_modified_, etag_;
 };
 
-// A publisher: one keep-alive connection, one POST per message, one in flight at a time (due
-// messages wait for the answer, up to a bound). Each message is "<send-ns> <seq> xxx", seq
-// counting from 1, stamped when its POST is written; the body is the message itself (raw) or a
-// Pushpin publish item. A message's latency is its POST's round trip.
+// A publisher: one keep-alive connection, one POST in flight at a time. Each message is
+// "<scheduled-ns> <seq> xxx", seq counting from 1 and the time the one it was due at (open loop:
+// a message that waits for the answer to the POST before it carries that wait into its delivery
+// latency). raw: one message per POST, the body is the message (nchan). pushpin-*: the messages
+// due by the time a POST goes out are its items, in order (Pushpin's publish endpoint takes a
+// list). A message's latency in this run's figures is from its due time to the POST's answer.
 class PublishClient final : public Client, private ResponseSink {
  public:
   PublishClient(Run& run, size_t id);
@@ -129,13 +133,13 @@ class PublishClient final : public Client, private ResponseSink {
   void on_response_head(const ResponseHead& head) override;
   void on_response_body(std::string_view) override {}
   void send_next();
+  void append_item(const std::string& payload);
   void handle_response();
 
   ResponseParser parser_{*this};
-  bool in_flight_ = false;
   int status_ = 0;
-  uint64_t sent_ns_ = 0;  // when the POST in flight was written
-  size_t queued_ = 0;     // due messages waiting for the answer to the one in flight
+  std::deque<uint64_t> due_;         // due times of the messages not sent yet
+  std::vector<uint64_t> in_flight_;  // due times of the messages in the POST in flight
   uint64_t seq_ = 0;
   std::string request_, body_;
 };
