@@ -67,6 +67,7 @@ struct RequestHead {
   std::string_view key;       // Sec-WebSocket-Key
   std::string_view protocol;  // the first offered Sec-WebSocket-Protocol
   bool websocket = false;     // Upgrade: websocket
+  bool event_stream = false;  // Accept: text/event-stream
 };
 
 bool parse_request_head(std::string_view head, RequestHead& out) {
@@ -90,6 +91,8 @@ bool parse_request_head(std::string_view head, RequestHead& out) {
       out.key = value;
     } else if (iequals(name, "Sec-WebSocket-Protocol") && out.protocol.empty()) {
       out.protocol = trim(value.substr(0, value.find(',')));
+    } else if (iequals(name, "Accept")) {
+      out.event_stream = value.find("text/event-stream") != std::string_view::npos;
     }
   }
   return true;
@@ -121,6 +124,18 @@ void BackendConn::handle_read() {
 void BackendConn::read_head() {
   evbuffer* in = bufferevent_get_input(bev_.get());
   evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
+  // grip: keep-alive requests, answered one after the other.
+  while (end.pos >= 0 && backend_.options().backend_mode == BackendMode::kGrip) {
+    size_t len = static_cast<size_t>(end.pos) + 4;
+    RequestHead req;
+    std::string_view head(reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ev_ssize_t>(len))),
+                          len);
+    if (!parse_request_head(head, req) || req.websocket || req.method != "GET") break;
+    bool event_stream = req.event_stream;
+    evbuffer_drain(in, len);  // req's views die here (a GET has no body)
+    answer_grip(event_stream);
+    end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
+  }
   if (end.pos < 0) {
     if (evbuffer_get_length(in) > kMaxHead) {
       ++backend_.errors;
@@ -168,6 +183,24 @@ void BackendConn::read_head() {
   state_ = State::kOpen;
   push_start_ns_ = now_ns();
   ++backend_.connections;
+}
+
+void BackendConn::answer_grip(bool event_stream) {
+  const std::string& channel = backend_.options().channel;
+  std::string answer;
+  if (event_stream) {
+    answer =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "Grip-Hold: stream\r\nGrip-Channel: " +
+        channel + "\r\nContent-Length: 0\r\n\r\n";
+  } else {
+    // What the client gets when the hold times out: a 204 it polls again after.
+    answer = "HTTP/1.1 204 No Content\r\nGrip-Hold: response\r\nGrip-Channel: " + channel +
+             "\r\nGrip-Timeout: 120\r\n\r\n";
+  }
+  bufferevent_write(bev_.get(), answer.data(), answer.size());
+  bufferevent_set_timeouts(bev_.get(), nullptr, nullptr);  // the proxy keeps it for its next request
+  ++backend_.holds;
 }
 
 void BackendConn::read_frames() {
@@ -255,7 +288,7 @@ void BackendConn::push(uint64_t now) {
   }
   std::string& payload = backend_.payload_scratch();
   for (uint64_t i = 0; i < due; ++i) {
-    make_payload(payload, now_ns(), backend_.options().size);
+    make_payload(payload, now_ns(), backend_.options().size, ++seq_);
     send_frame(ws::Opcode::kText, payload);
     ++backend_.messages_out;
   }
@@ -369,14 +402,15 @@ Status Backend::run() {
     timeval tv{0, static_cast<suseconds_t>(interval_s * 1e6)};
     event_add(push_timer_.get(), &tv);
   }
-  std::fprintf(stderr, "tether-loadgen backend: %s on 127.0.0.1:%u\n",
-               options_.backend_mode == BackendMode::kEcho ? "echo" : "push", static_cast<unsigned>(port_));
+  const char* mode = options_.backend_mode == BackendMode::kEcho   ? "echo"
+                     : options_.backend_mode == BackendMode::kPush ? "push"
+                                                                   : "grip";
+  std::fprintf(stderr, "tether-loadgen backend: %s on 127.0.0.1:%u\n", mode, static_cast<unsigned>(port_));
   event_base_dispatch(base_.get());
 
   JsonPtr out(json_object());
   json_object_set_new(out.get(), "mode", json_string("backend"));
-  json_object_set_new(out.get(), "backend_mode",
-                      json_string(options_.backend_mode == BackendMode::kEcho ? "echo" : "push"));
+  json_object_set_new(out.get(), "backend_mode", json_string(mode));
   json_object_set_new(out.get(), "connections", json_integer(static_cast<json_int_t>(connections)));
   json_object_set_new(out.get(), "open", json_integer(static_cast<json_int_t>(conns_.size())));
   json_object_set_new(out.get(), "messages_in", json_integer(static_cast<json_int_t>(messages_in)));
@@ -384,6 +418,8 @@ Status Backend::run() {
   json_object_set_new(out.get(), "skipped", json_integer(static_cast<json_int_t>(skipped)));
   json_object_set_new(out.get(), "behind", json_integer(static_cast<json_int_t>(behind)));
   json_object_set_new(out.get(), "errors", json_integer(static_cast<json_int_t>(errors)));
+  if (options_.backend_mode == BackendMode::kGrip)
+    json_object_set_new(out.get(), "holds", json_integer(static_cast<json_int_t>(holds)));
   print_json(out.get());
   return ok_status();
 }

@@ -1,6 +1,7 @@
 #pragma once
 // `tether-loadgen backend`: a WebSocket server for benchmarks. echo sends every message back;
-// push sends R timestamped messages per second to every connection.
+// push sends R timestamped messages per second to every connection; grip is a GRIP origin for
+// Pushpin (plain requests are answered with a hold on a channel, WebSockets echoed).
 
 #include <cstdint>
 #include <memory>
@@ -41,6 +42,8 @@ class BackendConn final : public ws::DecoderSink {
   enum class State { kHead, kOpen, kClosing, kClosed };
 
   void read_head();
+  // grip: answers a plain GET with a hold on the channel; the connection stays open for the next.
+  void answer_grip(bool event_stream);
   void read_frames();
   void send_frame(ws::Opcode opcode, std::string_view payload);
   // Sends the close frame (or an HTTP answer) already written, then closes.
@@ -55,6 +58,7 @@ class BackendConn final : public ws::DecoderSink {
   bool read_paused_ = false;  // echo back-pressure: the peer reads our output too slowly
   uint64_t push_start_ns_ = 0;
   uint64_t pushed_ = 0;  // messages due so far on the push schedule (sent or skipped)
+  uint64_t seq_ = 0;     // messages sent on this connection: each push carries the next
 };
 
 class Backend {
@@ -85,6 +89,7 @@ class Backend {
   uint64_t skipped = 0;  // push: sends skipped because the output buffer was over 1 MiB
   uint64_t behind = 0;   // push: sends dropped because the loop fell too far behind schedule
   uint64_t errors = 0;   // bad requests, protocol errors
+  uint64_t holds = 0;    // grip: requests answered with a hold
 
  private:
   EventBasePtr base_;  // first: destroyed last

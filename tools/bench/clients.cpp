@@ -14,6 +14,8 @@ constexpr size_t kMaxHandshake = 64 * 1024;  // a 101 head bigger than this is n
 constexpr size_t kMaxRateOutput = 4 << 20;   // ws-rate: unsent bytes a connection may hold
 constexpr size_t kMaxSseLine = 16 << 20;
 constexpr size_t kMaxPollBody = 64 << 20;
+constexpr size_t kMaxPublishQueue = 10'000;  // publish: due messages waiting for an answer
+constexpr size_t kMaxPublishBatch = 1000;    // publish: items in one Pushpin POST
 
 std::string request_head(const Options& o, std::string_view target, std::string_view extra) {
   std::string req;
@@ -129,7 +131,7 @@ bool WsClient::send_at(uint64_t scheduled_ns) {
 
 void WsClient::on_message(ws::Opcode, std::string& payload) {
   uint64_t now = now_ns();
-  run_.record(now, parse_send_time(payload, now));
+  run_.record_message(now, payload, last_seq_);
   if (behaviour_ == Behaviour::kEcho && !run_.over()) send_message(now_ns());
 }
 
@@ -267,7 +269,7 @@ void SseClient::dispatch() {
   if (has_data_) {
     uint64_t now = now_ns();
     if (event_.empty() || event_ == "message") {
-      run_.record(now, parse_send_time(data_, now));
+      run_.record_message(now, data_, last_seq_);
     } else if (event_ == "binary") {
       run_.record(now, 0);
     } else if (event_ == "tether-close") {
@@ -275,7 +277,9 @@ void SseClient::dispatch() {
     } else if (event_ == "tether-gap") {
       // data: {"lost":N}
       size_t at = data_.find("\"lost\":");
-      if (at != std::string::npos) run_.count_lost(std::strtoull(data_.c_str() + at + 7, nullptr, 10));
+      if (at != std::string::npos) {
+        run_.count_gap_reported(std::strtoull(data_.c_str() + at + 7, nullptr, 10));
+      }
     }
   }
   data_.clear();
@@ -294,8 +298,9 @@ void PollClient::start() {
 }
 
 void PollClient::handle_connected() {
-  // nchan has no session to open: a connection that takes the request counts as connected.
-  if (protocol_ == PollProtocol::kNchan) mark_open();
+  // nchan and Pushpin have no session to open: a connection that takes the request counts as
+  // connected.
+  if (protocol_ != PollProtocol::kTether) mark_open();
 }
 
 void PollClient::send_request() {
@@ -315,7 +320,7 @@ void PollClient::send_request() {
     } else {
       target += "tether-session=" + session_ + "&tether-ack=" + std::to_string(ack_);
     }
-  } else {
+  } else if (protocol_ == PollProtocol::kNchan) {
     if (!last_modified_.empty()) extra += "If-Modified-Since: " + last_modified_ + "\r\n";
     if (!etag_.empty()) extra += "If-None-Match: " + etag_ + "\r\n";
   }
@@ -399,10 +404,11 @@ void PollClient::handle_response() {
   answered_ = true;
   keep_alive_ = parser_.head().keep_alive;
   uint64_t now = now_ns();
+  run_.count_answer(now);
   if (protocol_ == PollProtocol::kTether) {
     handle_tether_response(now);
   } else {
-    handle_nchan_response(now);
+    handle_plain_response(now);
   }
   if (dead_) return;
   if (!keep_alive_ || eof_) {
@@ -442,10 +448,12 @@ void PollClient::handle_tether_response(uint64_t now) {
     json_int_t seq = json_integer_value(json_object_get(m, "seq"));
     ack_ = std::max<int64_t>(ack_, seq);
     json_t* text = json_object_get(m, "text");
-    uint64_t sent = 0;
-    if (json_is_string(text))
-      sent = parse_send_time(std::string_view(json_string_value(text), json_string_length(text)), now);
-    run_.record(now, sent);
+    if (json_is_string(text)) {
+      run_.record_message(now, std::string_view(json_string_value(text), json_string_length(text)),
+                          last_seq_);
+    } else {
+      run_.record(now, 0);
+    }
   }
   if (json_t* close = json_object_get(root.get(), "close")) {
     char* text = json_dumps(close, JSON_COMPACT);
@@ -454,16 +462,142 @@ void PollClient::handle_tether_response(uint64_t now) {
   }
 }
 
-void PollClient::handle_nchan_response(uint64_t now) {
+void PollClient::handle_plain_response(uint64_t now) {
   if (status_ == 200) {
-    run_.record(now, parse_send_time(body_, now));
-    if (const std::string* lm = parser_.head().get("Last-Modified")) last_modified_ = *lm;
-    if (const std::string* etag = parser_.head().get("Etag")) etag_ = *etag;
+    run_.record_message(now, body_, last_seq_);
+    if (protocol_ == PollProtocol::kNchan) {
+      if (const std::string* lm = parser_.head().get("Last-Modified")) last_modified_ = *lm;
+      if (const std::string* etag = parser_.head().get("Etag")) etag_ = *etag;
+    }
     return;
   }
-  if (status_ == 304 || status_ == 408) return;  // the poll timed out: poll again
+  if (status_ == 304 || status_ == 408 || status_ == 204) return;  // the poll timed out: poll again
   fail(ErrorKind::kHandshake,
        "HTTP " + std::to_string(status_) + (body_.empty() ? "" : ": " + first_line(body_)));
+}
+
+// ---- publisher ----------------------------------------------------------------------------
+
+PublishClient::PublishClient(Run& run, size_t id) : Client(run, id) {}
+
+void PublishClient::start() {
+  open_connection();
+}
+
+void PublishClient::handle_connected() {
+  mark_open();
+}
+
+bool PublishClient::send_at(uint64_t scheduled_ns) {
+  if (!is_open() || dead_ || due_.size() >= kMaxPublishQueue) return false;
+  due_.push_back(scheduled_ns);
+  if (in_flight_.empty()) send_next();
+  return true;
+}
+
+void PublishClient::append_item(const std::string& payload) {
+  const Options& o = run_.options();
+  // The payload is digits, spaces and x: nothing to escape in JSON.
+  if (!in_flight_.empty()) body_.push_back(',');
+  body_.append("{\"channel\":\"").append(o.channel).append("\",\"formats\":{");
+  if (o.format == PublishFormat::kPushpinStream) {
+    body_.append("\"http-stream\":{\"content\":\"data: ").append(payload).append("\\n\\n\"}}}");
+  } else {
+    body_.append("\"http-response\":{\"body\":\"").append(payload).append("\"}}}");
+  }
+}
+
+void PublishClient::send_next() {
+  if (due_.empty() || !in_flight_.empty() || dead_ || run_.over()) return;
+  if (!bev_) {
+    if (!open_connection()) return;
+    run_.count_reconnect();
+  }
+  const Options& o = run_.options();
+  std::string& payload = run_.payload_scratch();
+  const char* type = "application/json";
+  if (o.format == PublishFormat::kRaw) {
+    make_payload(payload, due_.front(), o.size, ++seq_);
+    body_ = payload;
+    type = "text/plain";
+    in_flight_.push_back(due_.front());
+    due_.pop_front();
+  } else {
+    body_ = "{\"items\":[";
+    for (size_t n = 0; n < kMaxPublishBatch && !due_.empty(); ++n) {
+      make_payload(payload, due_.front(), o.size, ++seq_);
+      append_item(payload);
+      in_flight_.push_back(due_.front());
+      due_.pop_front();
+    }
+    body_.append("]}");
+  }
+  request_.clear();
+  request_.append("POST ").append(o.url.target).append(" HTTP/1.1\r\nHost: ").append(o.url.authority);
+  request_.append("\r\nContent-Type: ").append(type);
+  request_.append("\r\nContent-Length: ").append(std::to_string(body_.size())).append("\r\n");
+  for (const std::string& h : o.headers) request_.append(h).append("\r\n");
+  request_.append("\r\n").append(body_);
+  status_ = 0;
+  write(request_);
+  for (size_t i = 0; i < in_flight_.size(); ++i) run_.count_sent();
+}
+
+void PublishClient::on_response_head(const ResponseHead& head) {
+  status_ = head.status;
+}
+
+void PublishClient::handle_read() {
+  bufferevent* bev = bev_.get();
+  evbuffer* in = bufferevent_get_input(bev);
+  while (!dead_ && bev_.get() == bev && evbuffer_get_length(in) > 0) {
+    evbuffer_iovec vec;
+    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+    size_t used = 0;
+    ResponseParser::State st = parser_.feed(static_cast<const char*>(vec.iov_base), vec.iov_len, used);
+    evbuffer_drain(in, used);
+    if (st == ResponseParser::State::kError || st == ResponseParser::State::kUpgraded) {
+      fail(ErrorKind::kProtocol,
+           st == ResponseParser::State::kError ? parser_.error() : "a 101 answer to a POST");
+      return;
+    }
+    if (st == ResponseParser::State::kComplete) {
+      if (in_flight_.empty()) {
+        fail(ErrorKind::kProtocol, "an answer to no request");
+        return;
+      }
+      handle_response();
+    }
+  }
+}
+
+void PublishClient::handle_eof() {
+  ResponseParser::State st = parser_.finish();
+  if (st == ResponseParser::State::kComplete && !in_flight_.empty()) {  // a close-delimited answer
+    drop_connection();
+    handle_response();
+    return;
+  }
+  if (!in_flight_.empty()) {
+    fail(ErrorKind::kClosed, "server closed the connection without answering a publish");
+    return;
+  }
+  drop_connection();  // a keep-alive connection timed out: the next POST reconnects
+  parser_.reset();
+}
+
+void PublishClient::handle_response() {
+  uint64_t now = now_ns();
+  if (status_ < 200 || status_ > 299) {
+    in_flight_.clear();
+    fail(ErrorKind::kHandshake, "publish answered HTTP " + std::to_string(status_));
+    return;
+  }
+  for (uint64_t due : in_flight_) run_.record(now, due);
+  in_flight_.clear();
+  if (bev_ && !parser_.head().keep_alive) drop_connection();
+  if (!bev_) parser_.reset();
+  send_next();
 }
 
 }  // namespace tether::bench

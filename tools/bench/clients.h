@@ -1,9 +1,11 @@
 #pragma once
-// The three kinds of load connection: WebSocket, SSE subscriber, long-poll loop.
+// The kinds of load connection: WebSocket, SSE subscriber, long-poll loop, publisher.
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/ws/codec.h"
 #include "tools/bench/response_parser.h"
@@ -78,8 +80,9 @@ class SseClient final : public Client, private ResponseSink {
 
 // A long-poll loop. tether: opens a session (?tether-transport=poll), then polls with
 // ?tether-session=SID&tether-ack=HIGHEST. nchan: polls the URL with If-Modified-Since and
-// If-None-Match from the previous answer (one message per answer). Reconnects when the server
-// closes between answers.
+// If-None-Match from the previous answer (one message per answer). pushpin: polls the URL as it
+// is (one message per 200 answer; 204, 304 and 408 are a poll that timed out). Reconnects when
+// the server closes between answers.
 class PollClient final : public Client, private ResponseSink {
  public:
   PollClient(Run& run, size_t id, PollProtocol protocol);
@@ -94,7 +97,7 @@ class PollClient final : public Client, private ResponseSink {
   void send_request();
   void handle_response();
   void handle_tether_response(uint64_t now);
-  void handle_nchan_response(uint64_t now);
+  void handle_plain_response(uint64_t now);
 
   PollProtocol protocol_;
   ResponseParser parser_{*this};
@@ -109,6 +112,36 @@ class PollClient final : public Client, private ResponseSink {
   int64_t ack_ = 0;
   // nchan
   std::string last_modified_, etag_;
+};
+
+// A publisher: one keep-alive connection, one POST in flight at a time. Each message is
+// "<scheduled-ns> <seq> xxx", seq counting from 1 and the time the one it was due at (open loop:
+// a message that waits for the answer to the POST before it carries that wait into its delivery
+// latency). raw: one message per POST, the body is the message (nchan). pushpin-*: the messages
+// due by the time a POST goes out are its items, in order (Pushpin's publish endpoint takes a
+// list). A message's latency in this run's figures is from its due time to the POST's answer.
+class PublishClient final : public Client, private ResponseSink {
+ public:
+  PublishClient(Run& run, size_t id);
+  void start() override;
+  bool send_at(uint64_t scheduled_ns) override;
+
+ private:
+  void handle_read() override;
+  void handle_connected() override;
+  void handle_eof() override;
+  void on_response_head(const ResponseHead& head) override;
+  void on_response_body(std::string_view) override {}
+  void send_next();
+  void append_item(const std::string& payload);
+  void handle_response();
+
+  ResponseParser parser_{*this};
+  int status_ = 0;
+  std::deque<uint64_t> due_;         // due times of the messages not sent yet
+  std::vector<uint64_t> in_flight_;  // due times of the messages in the POST in flight
+  uint64_t seq_ = 0;
+  std::string request_, body_;
 };
 
 }  // namespace tether::bench

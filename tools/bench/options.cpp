@@ -107,6 +107,20 @@ const char* mode_name(Mode mode) {
       return "poll";
     case Mode::kIdle:
       return "idle";
+    case Mode::kPublish:
+      return "publish";
+  }
+  return "?";
+}
+
+const char* protocol_name(PollProtocol protocol) {
+  switch (protocol) {
+    case PollProtocol::kTether:
+      return "tether";
+    case PollProtocol::kNchan:
+      return "nchan";
+    case PollProtocol::kPushpin:
+      return "pushpin";
   }
   return "?";
 }
@@ -125,15 +139,19 @@ const char* kind_name(Kind kind) {
 
 const char* usage() {
   return "usage: tether-loadgen MODE [options]\n"
-         "  backend --port P [--mode echo|push] [--rate R] [--size B] [--duration S]\n"
+         "  backend --port P [--mode echo|push|grip] [--rate R] [--size B] [--duration S]\n"
          "      WebSocket server on 127.0.0.1:P (0: a free port); prints \"PORT n\" first, runs until\n"
          "      SIGTERM/SIGINT (or --duration S when given), then prints its JSON. push: R messages/s\n"
-         "      to every connection, each \"<send-ns> xxx\" of B bytes\n"
+         "      to every connection, each \"<send-ns> <seq> xxx\" of B bytes. grip: a Pushpin origin,\n"
+         "      answering a plain GET with Grip-Hold on --channel (stream for Accept: text/event-stream,\n"
+         "      else response)\n"
          "  ws-echo --url ws://127.0.0.1:P/path -c N [--size B]     closed loop, round-trip latency\n"
          "  ws-rate --url ws://... -c N --rate R [--size B]          open loop, R messages/s in total\n"
          "  ws-sub  --url ws://... -c N                              receive only (backend push)\n"
          "  sse     --url http://... -c N                            SSE subscribers\n"
-         "  poll    --url http://... -c N [--protocol tether|nchan]  long-poll loops\n"
+         "  poll    --url http://... -c N [--protocol tether|nchan|pushpin]  long-poll loops\n"
+         "  publish --url http://.../pub --rate R [--format raw|pushpin-stream|pushpin-response]\n"
+         "          [--channel C] [--size B]   R POSTs/s, one message each, on one keep-alive connection\n"
          "  idle    --url ... -c N --kind ws|sse|poll [--hold S]     open and hold connections\n"
          "common: --duration S (10) --warmup S (1, part of the duration) --connect-rate R (500/s)\n"
          "        --connect-timeout S (10) --header 'K: V' (repeatable) --quiet\n";
@@ -157,6 +175,8 @@ Result<Options> parse_options(int argc, char** argv) {
     o.mode = Mode::kPoll;
   else if (mode == "idle")
     o.mode = Mode::kIdle;
+  else if (mode == "publish")
+    o.mode = Mode::kPublish;
   else
     return invalid("unknown mode \"" + std::string(mode) + "\"");
   if (o.mode == Mode::kBackend) o.duration_s = 0;
@@ -191,8 +211,10 @@ Result<Options> parse_options(int argc, char** argv) {
         o.backend_mode = BackendMode::kEcho;
       else if (v == "push")
         o.backend_mode = BackendMode::kPush;
+      else if (v == "grip")
+        o.backend_mode = BackendMode::kGrip;
       else
-        return invalid("--mode must be echo or push");
+        return invalid("--mode must be echo, push or grip");
     } else if (name == "--rate") {
       auto n = number(0.001, 10'000'000);
       if (!n.ok()) return n.error();
@@ -233,8 +255,24 @@ Result<Options> parse_options(int argc, char** argv) {
         o.protocol = PollProtocol::kTether;
       else if (v == "nchan")
         o.protocol = PollProtocol::kNchan;
+      else if (v == "pushpin")
+        o.protocol = PollProtocol::kPushpin;
       else
-        return invalid("--protocol must be tether or nchan");
+        return invalid("--protocol must be tether, nchan or pushpin");
+    } else if (name == "--format") {
+      if (v == "raw")
+        o.format = PublishFormat::kRaw;
+      else if (v == "pushpin-stream")
+        o.format = PublishFormat::kPushpinStream;
+      else if (v == "pushpin-response")
+        o.format = PublishFormat::kPushpinResponse;
+      else
+        return invalid("--format must be raw, pushpin-stream or pushpin-response");
+    } else if (name == "--channel") {
+      // It goes into a JSON string and a header unescaped.
+      if (v.empty() || v.find_first_of("\"\\\r\n,; ") != std::string_view::npos)
+        return invalid("--channel must be a plain word");
+      o.channel = std::string(v);
     } else if (name == "--kind") {
       if (v == "ws")
         o.kind = Kind::kWs;
@@ -256,7 +294,8 @@ Result<Options> parse_options(int argc, char** argv) {
     return o;
   }
   if (!have_url) return invalid(std::string(mode_name(o.mode)) + " needs --url");
-  if (o.mode == Mode::kWsRate && !have_rate) return invalid("ws-rate needs --rate");
+  if ((o.mode == Mode::kWsRate || o.mode == Mode::kPublish) && !have_rate)
+    return invalid(std::string(mode_name(o.mode)) + " needs --rate");
   if (o.mode == Mode::kIdle) o.warmup_s = 0;
   if (o.warmup_s >= o.duration_s && o.mode != Mode::kIdle) {
     return invalid("--warmup must be shorter than --duration (the warm-up is part of the duration)");

@@ -12,10 +12,16 @@
 
 namespace tether::bench {
 
-enum class Mode { kBackend, kWsEcho, kWsRate, kWsSub, kSse, kPoll, kIdle };
-enum class BackendMode { kEcho, kPush };
+enum class Mode { kBackend, kWsEcho, kWsRate, kWsSub, kSse, kPoll, kIdle, kPublish };
+// grip: a GRIP origin for Pushpin; a plain GET is answered with a hold on --channel (SSE: stream,
+// otherwise a long-poll response), and WebSocket upgrades are echoed.
+enum class BackendMode { kEcho, kPush, kGrip };
 enum class Kind { kWs, kSse, kPoll };  // idle: what each connection is
-enum class PollProtocol { kTether, kNchan };
+enum class PollProtocol { kTether, kNchan, kPushpin };
+// publish: the body of each POST. raw: the message itself (nchan); pushpin-stream and
+// pushpin-response: one GRIP item on --channel in the http-stream (as an SSE event) or the
+// http-response format.
+enum class PublishFormat { kRaw, kPushpinStream, kPushpinResponse };
 
 // A loopback target: ws://HOST:PORT/PATH or http://... (the scheme only sets the default port).
 struct Url {
@@ -44,12 +50,15 @@ struct Options {
   double connect_timeout_s = 10;     // TCP connect plus handshake, per connection
   std::vector<std::string> headers;  // "Name: value", added to every request
   PollProtocol protocol = PollProtocol::kTether;
+  PublishFormat format = PublishFormat::kRaw;
+  std::string channel = "bench";  // grip backend, pushpin publish formats
   Kind kind = Kind::kWs;
   bool quiet = false;  // no progress lines on stderr
 };
 
 const char* mode_name(Mode mode);
 const char* kind_name(Kind kind);
+const char* protocol_name(PollProtocol protocol);
 Result<Options> parse_options(int argc, char** argv);
 const char* usage();
 

@@ -195,12 +195,14 @@ Status Run::execute() {
       case Mode::kWsEcho:
         c = std::make_unique<WsClient>(*this, i, WsClient::Behaviour::kEcho);
         break;
-      case Mode::kWsRate: {
-        auto w = std::make_unique<WsClient>(*this, i, WsClient::Behaviour::kRate);
-        rate_clients_.push_back(w.get());
-        c = std::move(w);
+      case Mode::kWsRate:
+        c = std::make_unique<WsClient>(*this, i, WsClient::Behaviour::kRate);
+        rate_clients_.push_back(c.get());
         break;
-      }
+      case Mode::kPublish:
+        c = std::make_unique<PublishClient>(*this, i);
+        rate_clients_.push_back(c.get());
+        break;
       case Mode::kWsSub:
         c = std::make_unique<WsClient>(*this, i, WsClient::Behaviour::kReceive);
         break;
@@ -284,7 +286,7 @@ void Run::start_running(uint64_t now) {
                  static_cast<double>(now - begin_ns_) * 1e-9, static_cast<unsigned long long>(connected_),
                  clients_.size());
   }
-  if (options_.mode == Mode::kWsRate) {
+  if (options_.mode == Mode::kWsRate || options_.mode == Mode::kPublish) {
     rate_tick_.reset(evtimer_new(base_.get(), on_rate_tick, this));
     if (rate_tick_) handle_rate_tick();
   }
@@ -300,9 +302,9 @@ void Run::handle_rate_tick() {
     uint64_t scheduled = run_start_ns_ + static_cast<uint64_t>(static_cast<double>(rate_k_) * interval_ns);
     if (scheduled > now) break;
     ++rate_k_;
-    WsClient* target = nullptr;
+    Client* target = nullptr;
     for (size_t tries = 0; tries < rate_clients_.size() && !target; ++tries) {
-      WsClient* c = rate_clients_[rate_next_];
+      Client* c = rate_clients_[rate_next_];
       rate_next_ = (rate_next_ + 1) % rate_clients_.size();
       if (c->is_open()) target = c;
     }
@@ -348,6 +350,21 @@ void Run::record(uint64_t recv_ns, uint64_t send_ns) {
   if (send_ns != 0) latency_.add(recv_ns >= send_ns ? recv_ns - send_ns : 0);
 }
 
+void Run::record_message(uint64_t recv_ns, std::string_view payload, uint64_t& last_seq) {
+  uint64_t seq = parse_seq(payload);
+  if (seq != 0) {
+    if (last_seq != 0 && in_window(recv_ns)) {
+      if (seq > last_seq + 1) {
+        lost_ += seq - last_seq - 1;
+      } else if (seq <= last_seq) {
+        ++duplicates_;
+      }
+    }
+    last_seq = std::max(last_seq, seq);
+  }
+  record(recv_ns, parse_send_time(payload, recv_ns));
+}
+
 void Run::count_error(ErrorKind kind, const std::string& what) {
   int k = static_cast<int>(kind);
   ++errors_[k];
@@ -390,8 +407,7 @@ Status Run::report() {
   json_object_set_new(o, "mode", json_string(mode_name(options_.mode)));
   if (options_.mode == Mode::kIdle) json_object_set_new(o, "kind", json_string(kind_name(options_.kind)));
   if (options_.mode == Mode::kPoll || (options_.mode == Mode::kIdle && options_.kind == Kind::kPoll)) {
-    json_object_set_new(o, "protocol",
-                        json_string(options_.protocol == PollProtocol::kTether ? "tether" : "nchan"));
+    json_object_set_new(o, "protocol", json_string(protocol_name(options_.protocol)));
   }
   json_object_set_new(o, "url", json_string(options_.url.text.c_str()));
   json_object_set_new(o, "connections", json_count(clients_.size()));
@@ -418,19 +434,25 @@ Status Run::report() {
   }
   json_object_set_new(lat, "count", json_count(p.count));
   json_object_set_new(o, "latency_us", lat);
-  if (options_.mode == Mode::kWsEcho || options_.mode == Mode::kWsRate) {
-    json_object_set_new(o, "sent", json_count(sent_));
-  }
-  if (options_.mode == Mode::kWsRate) {
+  bool open_loop = options_.mode == Mode::kWsRate || options_.mode == Mode::kPublish;
+  bool sse = options_.mode == Mode::kSse || (options_.mode == Mode::kIdle && options_.kind == Kind::kSse);
+  bool poll = options_.mode == Mode::kPoll || (options_.mode == Mode::kIdle && options_.kind == Kind::kPoll);
+  if (options_.mode == Mode::kWsEcho || open_loop) json_object_set_new(o, "sent", json_count(sent_));
+  if (open_loop) {
     json_object_set_new(o, "rate", json_real3(options_.rate));
     json_object_set_new(o, "skipped", json_count(skipped_));
   }
-  if (options_.mode == Mode::kSse || (options_.mode == Mode::kIdle && options_.kind == Kind::kSse)) {
+  if (sse || poll || options_.mode == Mode::kWsSub || options_.mode == Mode::kIdle) {
     json_object_set_new(o, "lost", json_count(lost_));
+    json_object_set_new(o, "duplicates", json_count(duplicates_));
   }
-  if (options_.mode == Mode::kPoll || (options_.mode == Mode::kIdle && options_.kind == Kind::kPoll)) {
-    json_object_set_new(o, "reconnects", json_count(reconnects_));
+  if (sse) json_object_set_new(o, "gap_reported", json_count(gap_reported_));
+  if (poll) {
+    json_object_set_new(o, "answers", json_count(answers_));
+    json_object_set_new(o, "answers_per_s",
+                        json_real3(window_s > 0 ? static_cast<double>(answers_) / window_s : 0));
   }
+  if (poll || options_.mode == Mode::kPublish) json_object_set_new(o, "reconnects", json_count(reconnects_));
   if (options_.mode == Mode::kIdle) {
     json_object_set_new(o, "hold_s", json_real3(window_s));
   } else {
@@ -438,9 +460,7 @@ Status Run::report() {
   }
   json_object_set_new(o, "connect_s",
                       json_real3(run_start_ns_ ? static_cast<double>(run_start_ns_ - begin_ns_) * 1e-9 : 0));
-  if (options_.mode == Mode::kWsEcho || options_.mode == Mode::kWsRate) {
-    json_object_set_new(o, "size", json_count(options_.size));
-  }
+  if (options_.mode == Mode::kWsEcho || open_loop) json_object_set_new(o, "size", json_count(options_.size));
   print_json(o);
 
   std::string why = first_error_.empty() ? std::string() : " (" + first_error_ + ")";

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/util/handles.h"
@@ -24,7 +25,6 @@ enum class ErrorKind {
 constexpr int kErrorKinds = 5;
 
 class Run;
-class WsClient;
 
 // One load connection. Subclasses speak the protocol; the base owns the bufferevent, the
 // connect and the accounting. A dead client stays in Run's list (its bufferevent is freed).
@@ -37,6 +37,9 @@ class Client {
 
   // Opens the connection and sends the first request.
   virtual void start() = 0;
+  // Open loop (ws-rate, publish): sends a message stamped with its SCHEDULED time (or queues it).
+  // False when this connection cannot take it.
+  virtual bool send_at(uint64_t /*scheduled_ns*/) { return false; }
   bool is_open() const { return open_; }
 
   void handle_read_event();
@@ -63,6 +66,7 @@ class Client {
   size_t id_;
   BufferEventPtr bev_;
   bool dead_ = false;
+  uint64_t last_seq_ = 0;  // the highest sequence number received (payloads that carry one)
 
  private:
   void resolve();
@@ -86,13 +90,20 @@ class Run {
   bool over() const { return phase_ == Phase::kDone; }
   // A message arrived at RECV_NS; SEND_NS is the time it carried (0: none, no latency).
   void record(uint64_t recv_ns, uint64_t send_ns);
+  // A message PAYLOAD arrived at RECV_NS: its latency from the send time it starts with, and,
+  // when it carries a sequence number, the messages skipped since LAST_SEQ (one connection's
+  // highest so far, updated here) count as lost, a repeat as a duplicate.
+  void record_message(uint64_t recv_ns, std::string_view payload, uint64_t& last_seq);
   void count_error(ErrorKind kind, const std::string& what);
   void count_connected() { ++connected_; }
   void count_resolved() { ++resolved_; }
   void count_open(int delta) { open_ += delta; }
   void count_sent() { ++sent_; }
-  void count_lost(uint64_t n) { lost_ += n; }
+  void count_gap_reported(uint64_t n) { gap_reported_ += n; }
   void count_reconnect() { ++reconnects_; }
+  void count_answer(uint64_t now) {
+    if (in_window(now)) ++answers_;
+  }
   // Frees BEV on a later loop iteration (never inside its own callback).
   void bury(BufferEventPtr bev);
   std::string& frame_scratch() { return frame_scratch_; }
@@ -108,13 +119,14 @@ class Run {
 
   void start_running(uint64_t now);
   void finish(uint64_t now);
+  bool in_window(uint64_t t) const { return phase_ == Phase::kRunning && t >= warm_end_ns_ && t < end_ns_; }
   void progress(uint64_t now);
   Status report();
 
   EventBasePtr base_;  // first: destroyed last
   Options options_;
   std::vector<std::unique_ptr<Client>> clients_;
-  std::vector<WsClient*> rate_clients_;  // ws-rate: the same clients, typed
+  std::vector<Client*> rate_clients_;  // ws-rate, publish: the clients the open-loop timer sends on
   EventPtr tick_, rate_tick_, reaper_, sigint_, sigterm_;
   std::vector<BufferEventPtr> graveyard_;
   std::string frame_scratch_, payload_scratch_;
@@ -139,12 +151,15 @@ class Run {
   uint64_t messages_ = 0;      // in the window
   uint64_t all_messages_ = 0;  // warm-up included, for progress
   uint64_t sent_ = 0;
-  uint64_t skipped_ = 0;  // ws-rate: due sends with no open connection or a full buffer
-  uint64_t lost_ = 0;     // sse: messages a tether-gap reported lost
+  uint64_t skipped_ = 0;       // ws-rate, publish: due sends with no open connection or a full buffer
+  uint64_t lost_ = 0;          // in the window: sequence numbers skipped
+  uint64_t duplicates_ = 0;    // in the window: sequence numbers received again
+  uint64_t gap_reported_ = 0;  // sse: messages a tether-gap reported lost
   uint64_t reconnects_ = 0;
+  uint64_t answers_ = 0;  // poll: answers to polls, in the window
   LatencyReservoir latency_;
 
-  // ws-rate: message k is due at run_start_ns_ + k / rate.
+  // ws-rate, publish: message k is due at run_start_ns_ + k / rate.
   uint64_t rate_k_ = 0;
   size_t rate_next_ = 0;
 };

@@ -35,9 +35,11 @@ uint64_t now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-void make_payload(std::string& out, uint64_t send_ns, size_t size) {
-  char num[24];
-  int n = std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(send_ns));
+void make_payload(std::string& out, uint64_t send_ns, size_t size, uint64_t seq) {
+  char num[48];
+  int n = seq > 0 ? std::snprintf(num, sizeof num, "%llu %llu", static_cast<unsigned long long>(send_ns),
+                                  static_cast<unsigned long long>(seq))
+                  : std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(send_ns));
   out.assign(num, static_cast<size_t>(n));
   if (size > out.size()) {
     out.push_back(' ');
@@ -55,6 +57,20 @@ uint64_t parse_send_time(std::string_view payload, uint64_t now) {
   }
   if (i == 0 || (i < payload.size() && payload[i] != ' ')) return 0;
   if (v > now || now - v > kMaxPlausibleAgeNs) return 0;
+  return v;
+}
+
+uint64_t parse_seq(std::string_view payload) {
+  size_t sp = payload.find(' ');
+  if (sp == std::string_view::npos) return 0;
+  uint64_t v = 0;
+  size_t i = sp + 1;
+  for (; i < payload.size() && i < sp + 1 + 19; ++i) {
+    char c = payload[i];
+    if (c < '0' || c > '9') break;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (i == sp + 1 || (i < payload.size() && payload[i] != ' ')) return 0;
   return v;
 }
 

@@ -20,13 +20,18 @@ EventBasePtr make_precise_base();
 uint64_t now_ns();
 
 // Writes a text payload "<send_ns> xxx..." of SIZE bytes into OUT (longer when SIZE cannot hold
-// the number; never shorter than the number).
-void make_payload(std::string& out, uint64_t send_ns, size_t size);
+// the number; never shorter than the number). A SEQ over 0 goes after the time,
+// "<send_ns> <seq> xxx...", so a receiver can count the messages it never got.
+void make_payload(std::string& out, uint64_t send_ns, size_t size, uint64_t seq = 0);
 
 // The send time PAYLOAD starts with: decimal digits followed by a space or the end. 0 when there
 // is none, or when it is not a plausible CLOCK_MONOTONIC time (after NOW, or over an hour old),
 // so text that merely starts with digits does not become a latency.
 uint64_t parse_send_time(std::string_view payload, uint64_t now);
+
+// The sequence number of a payload made with a SEQ: the digits between the first and the second
+// space (or the end). 0 when there is none.
+uint64_t parse_seq(std::string_view payload);
 
 // Latency percentiles in microseconds; count is the number of samples taken.
 struct Percentiles {
