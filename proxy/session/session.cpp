@@ -286,6 +286,9 @@ void Session::handle_full() {
 }
 
 void Session::on_ws_message(WsEndpoint&, ws::Opcode opcode, std::string& payload) {
+  // After the close the client is (or will be) told about, nothing more reaches it: what the
+  // backend still sends while its close reply comes is dropped, not buffered without bound.
+  if (close_) return;
   stats().message(counters(), false, payload.size());
   outbox_.push(opcode == ws::Opcode::kBinary, std::move(payload));
   check_backlog();
