@@ -32,6 +32,7 @@ import {
   RawHttp,
   assertOneLineReason,
   checkConfig,
+  deadPort,
   openWs,
   startNodeWsBackend,
   startTether,
@@ -273,6 +274,13 @@ describe('connections', () => {
       assert.equal(up.body, 'too many connections\n');
       const full = limitsWith(5, { connections: 5, addresses: 4, hit: { connections: 3 } });
       await expectLimits(stats, full, 'refusals take no place and are counted');
+      // Refusals still lingering are bounded (64 at once; beyond that they are closed unanswered):
+      // each refusal that ended must give its place back, so 100 in a row are all answered.
+      for (let i = 0; i < 100; i++) {
+        await assertRefused(port, `127.0.1.${i + 1}`, 503, 'too many connections', `refusal ${i + 1} of 100 in a row`);
+      }
+      full.hits_total.connections += 100;
+      await expectLimits(stats, full, '100 more refusals');
 
       // The held connections are still served.
       for (const c of held) {
@@ -281,12 +289,12 @@ describe('connections', () => {
       }
 
       await closeRaw(held.pop()); // 127.0.0.3's
-      await expectLimits(stats, limitsWith(5, { connections: 4, addresses: 3, hit: { connections: 3 } }), 'one closed');
+      await expectLimits(stats, limitsWith(5, { connections: 4, addresses: 3, hit: { connections: 103 } }), 'one closed');
       held.push(await heldHttp(port, '127.0.0.4'));
-      await expectLimits(stats, limitsWith(5, { connections: 5, addresses: 4, hit: { connections: 3 } }), 'a new one took its place');
+      await expectLimits(stats, limitsWith(5, { connections: 5, addresses: 4, hit: { connections: 103 } }), 'a new one took its place');
 
       for (const c of held) await closeRaw(c);
-      await expectLimits(stats, limitsWith(5, { hit: { connections: 3 } }), 'all gone: back to the baseline');
+      await expectLimits(stats, limitsWith(5, { hit: { connections: 103 } }), 'all gone: back to the baseline');
     });
   });
 
@@ -489,6 +497,29 @@ describe('sessions per client', () => {
       await expectLimits(stats, limitsWith(max, { hit: { sessions_per_client: 3 } }), 'all sessions gone');
       const st = await stats.json();
       assert.equal(st.sessions.active, 0);
+    });
+  });
+
+  test('failed opens give their places back: 502s for relays, SSE and poll sessions use up no limit', { timeout: TEST_TIMEOUT }, async () => {
+    const dead = await deadPort();
+    const conf = (bp) => serverConf(bp, {
+      main: 'max_connections_per_client 3; tether_max_sessions_per_client 3;',
+      server: `location /dead/ { tether_pass ws://127.0.0.1:${dead}; tether_connect_timeout 5s; }`,
+    });
+    await withTether(conf, async ({ port, stats }) => {
+      const max = await maxConns(stats);
+      // Three times the limit of each kind from one address: every one gets the upstream's 502.
+      for (let i = 0; i < 9; i++) {
+        const up = await upgradeRefused(`ws://127.0.0.1:${port}/dead/ws${i}`, { localAddress: '127.0.0.1' });
+        assertOneLineReason(up, 502, `relay ${i} to a dead upstream`);
+        const sse = await openSse(port, `/dead/sse${i}`, { localAddress: '127.0.0.1', headers: { Connection: 'close' } });
+        assertOneLineReason(sse.response, 502, `SSE session ${i} on a dead upstream`);
+        sse.destroy();
+        const poll = await closedRequest(port, 'GET', `/dead/poll${i}?tether-transport=poll`, { localAddress: '127.0.0.1' });
+        assertOneLineReason(poll, 502, `poll session ${i} on a dead upstream`);
+      }
+      await expectLimits(stats, limitsWith(max), 'nothing held, nothing refused');
+      assert.equal((await stats.json()).sessions.active, 0);
     });
   });
 });
