@@ -9,6 +9,11 @@
 //   SSE    open, read tether-open, drop the stream              (ends: tether_session_linger)
 //   relay  open, one echo, close 1000
 //   relay  open, one echo, drop the TCP connection (no close frame)
+// and clients that leave at the worst moment, wherever tether is by then:
+//   poll   open, a poll whose connection drops (held, or not yet read), DELETE  (ends: client)
+//   poll   the open request's connection drops before the answer  (if opened: ends by linger)
+//   SSE    the request's connection drops before tether-open       (if opened: ends: client)
+//   relay  the upgrade's connection drops before the 101
 // and once the stats show no session, no relay and no client connection left, and the backend
 // has seen every connection close, the same measures: the fds must equal the baseline exactly,
 // the RSS must stay near it, and the session counters must add up exactly.
@@ -21,6 +26,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import { describe, test } from 'node:test';
 import { RawHttp, openWs, startNodeWsBackend, startTether, withTimeout } from './lib/harness.mjs';
 import { LIMIT_NAMES, mapLimit, statsConnection } from './lib/ops.mjs';
@@ -37,7 +43,24 @@ const WARMUP = 2 * CONCURRENCY;
 const RSS_SLACK_KIB = 8 * 1024;
 const QUIET_TIMEOUT_MS = 30_000;
 
-const KINDS = ['poll-delete', 'poll-echo', 'poll-abandon', 'sse-delete', 'sse-drop', 'ws-close', 'ws-drop'];
+const KINDS = [
+  'poll-delete', 'poll-echo', 'poll-abandon', 'sse-delete', 'sse-drop', 'ws-close', 'ws-drop',
+  'poll-held-drop', 'poll-open-drop', 'sse-early-drop', 'ws-early-drop',
+];
+
+/**
+ * Connects, writes `head` and drops the connection at once (FIN; nothing unread on our side):
+ * a client that leaves before the answer. Resolves once the socket is closed.
+ */
+async function sendAndDrop(port, head) {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  socket.on('error', () => {}); // tether may answer into a closed socket
+  await once(socket, 'connect');
+  socket.write(head);
+  const closed = once(socket, 'close');
+  socket.destroy();
+  await closed;
+}
 
 /** Open fds of process `pid`. */
 function fdCount(pid) {
@@ -115,6 +138,27 @@ async function runSession(port, http, i) {
       if (kind !== 'poll-abandon') expect(await http.request('DELETE', `${path}?tether-session=${sid}`), 204, 'DELETE');
       return;
     }
+    case 'poll-held-drop': {
+      const open = await http.request('GET', `${path}?tether-transport=poll`);
+      expect(open, 200, 'poll open');
+      const sid = open.json.session;
+      await sendAndDrop(port, `GET ${path}?tether-session=${sid}&tether-ack=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      expect(await http.request('DELETE', `${path}?tether-session=${sid}`), 204, 'DELETE');
+      return;
+    }
+    case 'poll-open-drop':
+      await sendAndDrop(port, `GET ${path}?tether-transport=poll HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      return;
+    case 'sse-early-drop':
+      await sendAndDrop(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`);
+      return;
+    case 'ws-early-drop':
+      await sendAndDrop(
+        port,
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+      return;
     case 'sse-delete':
     case 'sse-drop': {
       const s = await openSse(port, path);
@@ -238,25 +282,32 @@ server {
         assert.ok(now.rss <= base.rss + RSS_SLACK_KIB, `RSS ${now.rss} KiB after ${SESSIONS} sessions, baseline ${base.rss} KiB: more than ${RSS_SLACK_KIB} KiB above it`);
       }
 
-      // The bookkeeping adds up exactly: every session opened was closed, for its reason.
+      // The bookkeeping adds up: every session opened was closed, for its reason. Exactly for the
+      // clients that stay to the end; the early drops may or may not have opened a session
+      // (poll-open-drop: then it lingers out; sse-early-drop: then the client left).
       const total = WARMUP + SESSIONS;
       const n = (kind) => countKind(kind, total);
-      const sessionsOpened = n('poll-delete') + n('poll-echo') + n('poll-abandon') + n('sse-delete') + n('sse-drop');
-      assert.equal(st.sessions.opened_total, sessionsOpened, 'sessions opened');
+      const sure = {
+        client: n('poll-delete') + n('poll-echo') + n('poll-held-drop') + n('sse-delete'),
+        linger: n('poll-abandon') + n('sse-drop'),
+      };
+      const sessionsOpened = sure.client + sure.linger;
+      const closedTotal = st.sessions.closed_total;
+      const extraClient = closedTotal.client - sure.client;
+      const extraLinger = closedTotal.linger - sure.linger;
       assert.deepEqual(
-        st.sessions.closed_total,
-        {
-          backend: 0,
-          client: n('poll-delete') + n('poll-echo') + n('sse-delete'),
-          linger: n('poll-abandon') + n('sse-drop'),
-          slow_client: 0,
-          upstream_lost: 0,
-          shutdown: 0,
-        },
-        'sessions closed, by reason',
+        { ...closedTotal, client: 0, linger: 0 },
+        { backend: 0, client: 0, linger: 0, slow_client: 0, upstream_lost: 0, shutdown: 0 },
+        'sessions closed by other reasons',
       );
-      assert.equal(st.sessions.expired_total, n('poll-abandon') + n('sse-drop'), 'sessions expired');
-      assert.equal(opened, sessionsOpened + n('ws-close') + n('ws-drop'), 'backend connections: one per session and per relay');
+      assert.ok(extraClient >= 0 && extraClient <= n('sse-early-drop'), `sessions closed by the client: ${closedTotal.client}, expected ${sure.client} + up to ${n('sse-early-drop')} early drops`);
+      assert.ok(extraLinger >= 0 && extraLinger <= n('poll-open-drop'), `sessions lingered out: ${closedTotal.linger}, expected ${sure.linger} + up to ${n('poll-open-drop')} early drops`);
+      assert.equal(st.sessions.opened_total, sessionsOpened + extraClient + extraLinger, 'sessions opened = sessions closed');
+      assert.equal(st.sessions.expired_total, closedTotal.linger, 'sessions expired = sessions lingered out');
+      t.diagnostic(`sessions opened ${st.sessions.opened_total}, of them by clients that dropped early: ${extraClient} SSE, ${extraLinger} poll`);
+      const earlyRelays = opened - st.sessions.opened_total - n('ws-close') - n('ws-drop');
+      assert.ok(earlyRelays >= 0 && earlyRelays <= n('ws-early-drop'), `backend connections ${opened}: one per session and per relay (+ up to ${n('ws-early-drop')} early drops)`);
+      t.diagnostic(`backend connections ${opened}, of them for relays whose client dropped before the 101: ${earlyRelays}`);
       assert.equal(st.messages.poll.in, n('poll-echo'), 'poll messages in');
       assert.equal(st.messages.poll.out, n('poll-echo'), 'poll messages out');
       assert.equal(st.messages.websocket.in, n('ws-close') + n('ws-drop'), 'websocket messages in');
