@@ -638,6 +638,45 @@ describe('messages and relays', () => {
     });
   });
 
+  test('send_timeout and tether_buffer toward a session backend that stops reading: POSTs get 503 once its bytes are queued, then it is dropped and the poll sees the close', { timeout: TEST_TIMEOUT }, async () => {
+    const conf = (bp) => serverConf(bp, { server: 'send_timeout 2s;', location: 'tether_buffer 100 64k;' });
+    await withTether(conf, async ({ port, stats, backend }) => {
+      const max = await maxConns(stats);
+      const sid = await pollSession(port, '/ws/deaf', '127.0.0.1');
+      const conn = await backend.waitConnection((c) => c.path === '/ws/deaf');
+      conn.ws._socket.pause(); // the backend reads nothing from now on
+      const body = 'p'.repeat(256 * 1024);
+      const post = (seq) =>
+        closedRequest(port, 'POST', `/ws/deaf?tether-session=${sid}&tether-seq=${seq}`, { body, headers: { 'Content-Type': 'text/plain' } });
+      // 204s while the kernel's buffers take the messages, then one is queued in tether (over
+      // 64k: the bound), and the next is refused: what tether holds for the backend is bounded.
+      let seq = 1;
+      let res;
+      for (; seq <= 1000; seq++) {
+        res = await post(seq);
+        if (res.status !== 204) break;
+      }
+      assertOneLineReason(res, 503, `POST ${seq} to a backend that reads nothing`);
+      assert.equal(res.headers['retry-after'], '1', res.rawHead);
+      assert.ok(seq > 1, 'the first POST was refused');
+      // The backend takes nothing for send_timeout: it is dropped, and a held poll wakes with
+      // the close.
+      const polled = await closedRequest(port, 'GET', `/ws/deaf?tether-session=${sid}&tether-ack=0`, { timeoutMs: SLOW_GUARD_MS });
+      assert.equal(polled.status, 200, polled.rawHead);
+      assert.deepEqual(polled.json, { messages: [], close: { code: 1006, reason: 'upstream connection lost' } });
+      assertOneLineReason(await post(seq), 410, 'a retry after the backend was dropped');
+      conn.ws._socket.resume();
+      await backendClosed(conn, SLOW_GUARD_MS);
+      // Its close was delivered to the poll: the session may have ended already (410).
+      const del = await closedRequest(port, 'DELETE', `/ws/deaf?tether-session=${sid}`);
+      assert.ok([204, 410].includes(del.status), del.rawHead);
+      await expectLimits(stats, limitsWith(max, { hit: { send_timeout: 1 } }), 'the session backend dropped');
+      const st = await stats.json();
+      assert.equal(st.sessions.active, 0);
+      assert.equal(st.sessions.closed_total.upstream_lost, 1, JSON.stringify(st.sessions.closed_total));
+    });
+  });
+
   test('tether_idle_timeout: an idle relay gets 1001 "idle timeout" on both sides; `off` keeps another one open', { timeout: TEST_TIMEOUT }, async () => {
     const conf = (bp) => `
 error_log stderr info;
