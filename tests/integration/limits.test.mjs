@@ -40,7 +40,7 @@ import {
   wsUnexpectedResponse,
 } from './lib/harness.mjs';
 import { LIMIT_NAMES, closedRequest, statsConnection } from './lib/ops.mjs';
-import { backendClosed, openSse, readOpen } from './lib/transports.mjs';
+import { assertMessage, backendClosed, openSse, readOpen } from './lib/transports.mjs';
 
 const TEST_TIMEOUT = 60_000;
 // A guard for waits that include a configured timeout (send_timeout, idle timeout, header and
@@ -500,6 +500,34 @@ describe('sessions per client', () => {
     });
   });
 
+  test('tether_max_sessions_per_client 1: an SSE reconnect (Last-Event-ID) resumes its session without a new place, while a new session is refused', { timeout: TEST_TIMEOUT }, async () => {
+    const conf = (bp) => serverConf(bp, { main: 'tether_max_sessions_per_client 1;' });
+    await withTether(conf, async ({ port, stats, backend }) => {
+      const max = await maxConns(stats);
+      const { s, sid } = await sseSession(port, '/ws/resume', '127.0.0.1');
+      const conn = await backend.waitConnection((c) => c.path === '/ws/resume');
+      conn.ws.send('m1');
+      assertMessage(await s.nextEvent(), sid, 1, 'm1');
+      s.destroy(); // the session lingers
+      await expectLimits(stats, limitsWith(max, { sessions: 1, addresses: 2 }), 'the stream gone, its session lingering');
+
+      const refused = await openSse(port, '/ws/new', { localAddress: '127.0.0.1', headers: { Connection: 'close' } });
+      assertOneLineReason(refused.response, 429, 'a second session');
+      refused.destroy();
+
+      const again = await openSse(port, '/ws/resume', { localAddress: '127.0.0.1', lastEventId: `${sid}.1` });
+      assert.equal(again.status, 200, `the reconnect: ${again.rawHead}\n${again.body ?? ''}`);
+      conn.ws.send('m2');
+      assertMessage(await again.nextEvent(), sid, 2, 'm2');
+      await expectLimits(stats, limitsWith(max, { connections: 2, sessions: 1, addresses: 2, hit: { sessions_per_client: 1 } }), 'resumed: one session, one stream');
+
+      await deleteSession(port, '/ws/resume', sid);
+      await again.waitEnd(SLOW_GUARD_MS);
+      again.destroy();
+      await expectLimits(stats, limitsWith(max, { hit: { sessions_per_client: 1 } }), 'deleted');
+    });
+  });
+
   test('failed opens give their places back: 502s for relays, SSE and poll sessions use up no limit', { timeout: TEST_TIMEOUT }, async () => {
     const dead = await deadPort();
     const conf = (bp) => serverConf(bp, {
@@ -677,7 +705,7 @@ describe('messages and relays', () => {
     });
   });
 
-  test('tether_idle_timeout: an idle relay gets 1001 "idle timeout" on both sides; `off` keeps another one open', { timeout: TEST_TIMEOUT }, async () => {
+  test('tether_idle_timeout: an idle relay gets 1001 "idle timeout" on both sides; `off` keeps another one open; frames either way keep one open', { timeout: TEST_TIMEOUT }, async () => {
     const conf = (bp) => `
 error_log stderr info;
 tether_idle_timeout 300ms;
@@ -700,8 +728,46 @@ server {
       keep.ws.send('still here');
       assert.equal((await keep.next()).data.toString(), 'still here', 'the relay with tether_idle_timeout off is open');
       await expectLimits(stats, limitsWith(max, { connections: 2, addresses: 2, hit: { idle_timeout: 1 } }), 'one relay closed for idleness');
+
+      // Frames either way keep a relay open: for more than three idle periods, a frame every
+      // 50 ms (a message from the client, a ping from the client, a message from the backend,
+      // a ping from the backend, in turn); then silence closes it.
+      const busy = await echoRelay(`ws://127.0.0.1:${port}/idle/busy`);
+      const busyConn = await backend.waitConnection((c) => c.path === '/idle/busy');
+      let closedEarly = null;
+      busy.closed.then((c) => {
+        closedEarly = c;
+      });
+      for (let i = 0; i < 24; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // pacing the traffic, not a wait for an event
+        assert.equal(closedEarly, null, `the busy relay was closed after ${i} frames 50 ms apart: ${JSON.stringify(closedEarly)}`);
+        switch (i % 4) {
+          case 0:
+            busy.ws.send(`c${i}`);
+            assert.equal((await busy.next()).data.toString(), `c${i}`);
+            break;
+          case 1: {
+            const pong = once(busy.ws, 'pong');
+            busy.ws.ping(`p${i}`);
+            await withTimeout(pong, SLOW_GUARD_MS, 'the pong');
+            break;
+          }
+          case 2:
+            busyConn.ws.send(`b${i}`);
+            assert.equal((await busy.next()).data.toString(), `b${i}`);
+            break;
+          default: {
+            const pong = once(busyConn.ws, 'pong');
+            busyConn.ws.ping(`q${i}`);
+            await withTimeout(pong, SLOW_GUARD_MS, 'the backend pong');
+          }
+        }
+      }
+      assert.deepEqual(await withTimeout(busy.closed, SLOW_GUARD_MS, 'the close once quiet'), { code: 1001, reason: 'idle timeout' });
+      assert.deepEqual(await backendClosed(busyConn, SLOW_GUARD_MS), { code: 1001, reason: 'idle timeout' });
+
       await closeWs(keep);
-      await expectLimits(stats, limitsWith(max, { hit: { idle_timeout: 1 } }), 'no relay left');
+      await expectLimits(stats, limitsWith(max, { hit: { idle_timeout: 2 } }), 'no relay left');
     });
   });
 });
