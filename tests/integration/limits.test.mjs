@@ -9,9 +9,12 @@
 //   client_max_header_size          431          client_max_body_size     413
 //   client_header_timeout           408 "request not received in time" (slowloris)
 //   client_body_timeout             408 "request body not received in time"
-//   send_timeout                    a WebSocket client or backend, or an SSE client, that takes
-//                                   none of its pending output is dropped; the other side gets a
-//                                   close whose handshake completes (closed with a FIN, no reset)
+//   send_timeout                    an HTTP client, a WebSocket client or backend, an SSE client,
+//                                   or a session's backend, that takes none of its pending output
+//                                   is dropped; the other side of a relay gets a close whose
+//                                   handshake completes (closed with a FIN, no reset); a session's
+//                                   backend that reads nothing also gets POSTs answered 503 once
+//                                   tether_buffer bytes wait for it
 //   tether_max_message              WebSocket 1009 either way, POST 413
 //   tether_idle_timeout             close 1001 "idle timeout" to both sides of an idle relay
 //
@@ -663,6 +666,32 @@ describe('messages and relays', () => {
       assert.deepEqual(await backendClosed(conn, SLOW_GUARD_MS), { code: 1000, reason: 'closed by client' });
       assertOrderlyClose(await flooding, reset(), 'the backend');
       await expectLimits(stats, limitsWith(max, { hit: { send_timeout: 1 } }), 'the session deleted');
+    });
+  });
+
+  test('send_timeout: an HTTP client that stops reading a large poll answer is dropped; the message is not lost', { timeout: TEST_TIMEOUT }, async () => {
+    const conf = (bp) => serverConf(bp, { server: 'send_timeout 500ms;' });
+    await withTether(conf, async ({ tether, port, stats, backend }) => {
+      const max = await maxConns(stats);
+      const sid = await pollSession(port, '/ws/big', '127.0.0.1');
+      const conn = await backend.waitConnection((c) => c.path === '/ws/big');
+      const big = 'B'.repeat(8 * 1024 * 1024); // far more than the socket buffers hold
+      conn.ws.send(big);
+      // A poll whose answer is never read.
+      const slow = await RawHttp.connect(port);
+      slow.socket.pause();
+      const mark = tether.stderrLines.length;
+      slow.write(`GET /ws/big?tether-session=${sid}&tether-ack=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      await tether.waitStderrFrom(mark, (l) => /client timed out reading the response/.test(l), 'the HTTP send timeout', SLOW_GUARD_MS);
+      slow.destroy();
+      // Not acknowledged, so not lost: a poll that reads gets it.
+      const polled = await closedRequest(port, 'GET', `/ws/big?tether-session=${sid}&tether-ack=0`, { timeoutMs: SLOW_GUARD_MS });
+      assert.equal(polled.status, 200, polled.rawHead);
+      assert.equal(polled.json.messages.length, 1);
+      assert.equal(polled.json.messages[0].seq, 1);
+      assert.equal(polled.json.messages[0].text.length, big.length);
+      await deleteSession(port, '/ws/big', sid);
+      await expectLimits(stats, limitsWith(max, { hit: { send_timeout: 1 } }), 'one HTTP client dropped');
     });
   });
 
