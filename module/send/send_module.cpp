@@ -108,6 +108,13 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       held.reset();
       conn.respond_error(410, "session closed", headers);
       return true;
+    case session::Session::SendResult::kBusy: {
+      held.reset();
+      HeaderList busy = headers;
+      busy.emplace_back("Retry-After", "1");
+      conn.respond_error(503, "the backend is not taking messages as fast as they come; retry", busy);
+      return true;
+    }
   }
   conn.respond(204, "", "", headers);
   return true;

@@ -160,8 +160,9 @@ void Relay::on_ws_message(WsEndpoint& ep, ws::Opcode opcode, std::string& payloa
   (&ep == down_.get() ? bytes_in_ : bytes_out_) += payload.size();
   WsEndpoint& to = other(ep);
   to.send(opcode, payload);
-  // le-proxy's pump: the far side is full, so stop reading this one until it drains.
-  if (to.over_high_watermark()) ep.pause_reading();
+  // le-proxy's pump: the far side is full, so stop reading this one until it drains. Not once
+  // the far side is closing (it takes no more data): this side's close reply must be read.
+  if (!to.close_sent() && to.over_high_watermark()) ep.pause_reading();
 }
 
 void Relay::on_ws_ping(WsEndpoint& ep, std::string_view payload) {

@@ -592,6 +592,7 @@ class Builder {
     loc->session.heartbeat = in.heartbeat.value_or(loc->session.heartbeat);
     loc->session.sse_padding = in.sse_padding.value_or(loc->session.sse_padding);
     loc->session.sse_retry = in.sse_retry;
+    loc->session.send_timeout = srv.send_timeout;
     if (in.origins) {
       loc->origins_checked = true;
       for (const auto& o : *in.origins) {

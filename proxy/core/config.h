@@ -84,6 +84,7 @@ struct SessionConf {
   Millis heartbeat{15'000};         // tether_heartbeat
   bool sse_padding = false;         // tether_sse_padding
   std::optional<Millis> sse_retry;  // tether_sse_retry
+  Millis send_timeout{60'000};      // the server's send_timeout: a backend that takes nothing is dropped
 };
 
 // allow/deny ADDRESS[/PREFIX] | all, nginx's access module: the first matching rule decides.

@@ -189,6 +189,9 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
   } else {
     timeval tv{kCloseTimeout.count() / 1000, 0};
     evtimer_add(timer_.get(), &tv);
+    // The handshake ends with the peer's close reply, which must be read: reading paused for
+    // back-pressure (the far side gone or slow) would leave it unread until kCloseTimeout.
+    resume_reading();
   }
 }
 

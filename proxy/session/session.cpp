@@ -84,6 +84,7 @@ void Session::on_upstream(Result<UpstreamSocket> result) {
              kind_ == Kind::kSse ? "sse" : "poll", client_peer_.c_str(), sock.server.c_str());
   ++stats().sessions_opened;
   up_->start();
+  up_->set_send_timeout(conf_.send_timeout);
   start_linger();  // until a client attaches
   if (done) done(ok_status());
 }
@@ -193,6 +194,9 @@ void Session::shutdown(bool) {
 
 Session::SendResult Session::send(uint64_t seq, ws::Opcode opcode, std::string payload, SendWaiter* waiter) {
   if (ended_ || close_ || !up_ || up_->gone()) return SendResult::kEnded;
+  // What the backend has not taken yet is bounded like the session's buffer: beyond it the
+  // client retries, instead of tether queueing the messages of a backend that reads nothing.
+  if (seq == sends_.next() && up_->pending_output() >= conf_.max_bytes) return SendResult::kBusy;
   HeldSend entry{opcode, std::move(payload), {waiter}};
   size_t size = entry.payload.size();
   // Early messages count against the session's byte bound too, so holding them is bounded.
@@ -286,6 +290,9 @@ void Session::handle_full() {
 }
 
 void Session::on_ws_message(WsEndpoint&, ws::Opcode opcode, std::string& payload) {
+  // After the close the client is (or will be) told about, nothing more reaches it: what the
+  // backend still sends while its close reply comes is dropped, not buffered without bound.
+  if (close_) return;
   stats().message(counters(), false, payload.size());
   outbox_.push(opcode == ws::Opcode::kBinary, std::move(payload));
   check_backlog();

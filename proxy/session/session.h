@@ -107,7 +107,8 @@ class Session : public Owned, private WsEndpointOwner {
   // The close reached the client (SSE: a reconnect named tether-close's id): the session ends.
   void close_delivered();
 
-  enum class SendResult { kForwarded, kHeld, kDuplicate, kTooFarAhead, kEnded };
+  // kBusy: the backend has not taken what was sent before (tether_buffer bytes of it): retry.
+  enum class SendResult { kForwarded, kHeld, kDuplicate, kTooFarAhead, kEnded, kBusy };
   // Queues a client message SEQ for the backend in order. On kHeld, WAITER is told later
   // (kept until then; cancel_send() if its client leaves).
   SendResult send(uint64_t seq, ws::Opcode opcode, std::string payload, SendWaiter* waiter);

@@ -621,8 +621,9 @@ export async function wsUnexpectedResponse(url, protocols = [], options = {}) {
  * at a time as the server sends them, and observe whether and how the server closes.
  */
 export class RawHttp {
-  static async connect(port, host = '127.0.0.1') {
-    const socket = net.connect({ port, host });
+  /** opts.localAddress: the source address (Linux routes all of 127/8 to lo: '127.0.0.2' is another client). */
+  static async connect(port, host = '127.0.0.1', { localAddress } = {}) {
+    const socket = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await withTimeout(once(socket, 'connect'), DEFAULT_TIMEOUT_MS, `connect to ${host}:${port}`);
     return new RawHttp(socket);
   }

@@ -11,7 +11,9 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { DEFAULT_TIMEOUT_MS, RawHttp, tetherBin, trackChild, withTimeout } from './harness.mjs';
+import { parseExposition, sampleValue } from './prometheus.mjs';
 import { parseJson } from './transports.mjs';
 
 /**
@@ -180,6 +182,87 @@ export async function tryConnect(port, host = '127.0.0.1', timeoutMs = DEFAULT_T
   } finally {
     socket.destroy();
   }
+}
+
+/** The limits a hit is counted under: stats JSON limits.hits_total keys, Prometheus limit="…" labels. */
+export const LIMIT_NAMES = [
+  'connections', 'connections_per_client', 'sessions_per_client', 'header_size', 'body_size', 'message_size',
+  'header_timeout', 'body_timeout', 'send_timeout', 'idle_timeout',
+];
+
+/**
+ * A keep-alive connection to the stats endpoint, opened once (from `localAddress`, default
+ * 127.0.0.254, so that it never competes with the test's clients under a per-client limit) and
+ * kept for the life of the test (mind keepalive_timeout): it is always exactly one client connection and one client
+ * address in tether's figures, and asking for stats opens no new connection whose close tether
+ * might not have seen yet.
+ *   json()            the JSON stats
+ *   prometheus()      the Prometheus text, parsed (parseExposition)
+ *   limits()          the JSON's `limits`, after asserting that the Prometheus text agrees
+ *                     with it (hits by limit, client connections and addresses, max_connections)
+ *   waitLimits(pred)  polls limits() until pred(limits) holds (the figures change when tether
+ *                     has handled a close, which the client cannot see: polling the endpoint is
+ *                     the event); rejects with the last figures after timeoutMs
+ *   waitJson(pred)    the same on the whole JSON
+ */
+export async function statsConnection(port, { localAddress = '127.0.0.254', statsPath = '/tether/stats' } = {}) {
+  const conn = await RawHttp.connect(port, '127.0.0.1', { localAddress });
+  const get = async (target) => {
+    const res = await conn.request(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    assert.equal(res.status, 200, `GET ${target}: ${res.rawHead}\n${res.body}`);
+    assert.ok(!conn.isClosed, `GET ${target}: tether closed the keep-alive stats connection`);
+    return res;
+  };
+  const json = async () => parseJson((await get(statsPath)).body, `GET ${statsPath}`);
+  const prometheus = async () => parseExposition((await get(`${statsPath}?format=prometheus`)).body, { prefix: 'tether_' });
+  const limits = async () => {
+    // The figures may move between the two requests (a close tether handles meanwhile): read
+    // JSON, Prometheus, JSON, and compare when both JSON answers are the same.
+    for (let attempt = 0; ; attempt++) {
+      const a = (await json()).limits;
+      const p = await prometheus();
+      const b = (await json()).limits;
+      if (!isDeepStrictEqual(a, b) && attempt < 20) continue;
+      assert.deepEqual(b, a, 'the limits figures kept changing while being compared');
+      for (const l of LIMIT_NAMES) {
+        assert.equal(sampleValue(p, 'tether_limit_hits_total', { limit: l }), a.hits_total[l], `tether_limit_hits_total{limit="${l}"} vs JSON`);
+      }
+      assert.deepEqual(Object.keys(a.hits_total).sort(), [...LIMIT_NAMES].sort(), 'limits.hits_total keys');
+      assert.equal(sampleValue(p, 'tether_client_connections'), a.client_connections, 'tether_client_connections vs JSON');
+      assert.equal(sampleValue(p, 'tether_max_connections'), a.max_connections, 'tether_max_connections vs JSON');
+      assert.equal(sampleValue(p, 'tether_client_addresses'), a.client_addresses, 'tether_client_addresses vs JSON');
+      return a;
+    }
+  };
+  const poll = async (read, pred, what, timeoutMs) => {
+    let last;
+    let stop = false;
+    const attempt = async () => {
+      while (!stop) {
+        last = await read();
+        if (pred(last)) return last;
+        await new Promise((resolve) => setTimeout(resolve, 20)); // between polls of the endpoint
+      }
+      return last;
+    };
+    try {
+      return await withTimeout(attempt(), timeoutMs, () => `${what}; last figures: ${JSON.stringify(last)}`);
+    } finally {
+      stop = true;
+    }
+  };
+  // One request at once: from then on the connection is kept for keepalive_timeout, not
+  // closed at client_header_timeout as a connection that never sent a request would be.
+  await json();
+  return {
+    conn,
+    json,
+    prometheus,
+    limits,
+    waitLimits: (pred, what = 'the limits figures', timeoutMs = DEFAULT_TIMEOUT_MS) => poll(limits, pred, what, timeoutMs),
+    waitJson: (pred, what = 'the stats', timeoutMs = DEFAULT_TIMEOUT_MS) => poll(json, pred, what, timeoutMs),
+    close: () => conn.destroy(),
+  };
 }
 
 export { mapLimit } from './harness.mjs';
