@@ -58,7 +58,7 @@ std::string error_body(std::string_view reason) {
 }
 
 std::string format_response(int status, std::string_view content_type, std::string_view body,
-                            const HeaderList& extra, bool close) {
+                            const HeaderList& extra, bool close, bool head_only) {
   std::string out;
   out.reserve(160 + body.size());
   out += "HTTP/1.1 ";
@@ -84,7 +84,7 @@ std::string format_response(int status, std::string_view content_type, std::stri
   }
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
-  if (status != 204 && status != 304) out += body;
+  if (status != 204 && status != 304 && !head_only) out += body;
   return out;
 }
 
@@ -215,6 +215,7 @@ void HttpConnection::dispatch(http::Request& req) {
     access_start_ = monotonic_ms();
   }
   keep_alive_ = req.keep_alive;
+  head_ = req.method == "HEAD";
   request_timer_ = false;
   const LocationConf* loc = server_.match(req.path);
   if (!loc) {
@@ -268,7 +269,7 @@ void HttpConnection::log_access(int status, size_t out_bytes) {
 void HttpConnection::respond(int status, std::string_view content_type, std::string_view body,
                              const HeaderList& extra) {
   bool close = !keep_alive_;
-  std::string out = format_response(status, content_type, body, extra, close);
+  std::string out = format_response(status, content_type, body, extra, close, head_);
   log_access(status, out.size());
   write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
@@ -276,7 +277,8 @@ void HttpConnection::respond(int status, std::string_view content_type, std::str
 
 void HttpConnection::respond_error(int status, std::string_view reason, const HeaderList& extra, bool close) {
   close = close || !keep_alive_;
-  std::string out = format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close);
+  std::string out =
+      format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close, head_);
   log_access(status, out.size());
   write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
@@ -298,6 +300,7 @@ void HttpConnection::shutdown(bool) {
 
 void HttpConnection::finish_response(bool close) {
   busy_ = false;
+  head_ = false;
   served_any_ = true;
   deferred_ = nullptr;
   // Answered later than its dispatch: go on with pipelined requests from the loop, not from

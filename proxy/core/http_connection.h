@@ -19,9 +19,10 @@
 
 namespace tether {
 
-// Builds a complete response head + body. CLOSE adds "Connection: close".
+// Builds a complete response head + body. CLOSE adds "Connection: close". HEAD_ONLY (the answer
+// to a HEAD request) leaves the body out but keeps its Content-Length (RFC 9110 9.3.2).
 std::string format_response(int status, std::string_view content_type, std::string_view body,
-                            const HeaderList& extra, bool close);
+                            const HeaderList& extra, bool close, bool head_only = false);
 // The body of every error: one line, then "\n".
 std::string error_body(std::string_view reason);
 
@@ -99,6 +100,7 @@ class HttpConnection : public Owned {
   bool busy_ = false;           // a request is being answered
   bool closing_ = false;        // close once the output is flushed
   bool keep_alive_ = true;      // of the request being answered
+  bool head_ = false;           // the request being answered is a HEAD: no body in the response
   bool request_timer_ = false;  // the header timeout of the current request is running
   bool served_any_ = false;
   bool read_paused_ = false;
