@@ -57,20 +57,6 @@ class WsRecorder : public ws::DecoderSink {
   }
 };
 
-// A small deterministic generator for split points, seeded from the input.
-struct Splitter {
-  uint32_t state;
-  explicit Splitter(uint8_t seed) : state(seed * 2654435761u + 1) {}
-  uint32_t next() {
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    return state;
-  }
-  // A chunk length in [1, max].
-  size_t chunk(size_t max) { return 1 + next() % std::max<size_t>(max, 1); }
-};
-
 inline void check_events(const std::vector<WsEvent>& events, const ws::DecoderLimits& limits) {
   for (const WsEvent& e : events) {
     switch (e.kind) {
@@ -114,8 +100,8 @@ inline size_t decode_split(ws::Role role, const ws::DecoderLimits& limits, std::
     if (dec.stopped()) {
       // A stopped decoder consumes nothing more.
       if (pos < stream.size()) {
-        FUZZ_CHECK(dec.feed(reinterpret_cast<const uint8_t*>(stream.data() + pos), stream.size() - pos, rec) ==
-                   0);
+        FUZZ_CHECK(
+            dec.feed(reinterpret_cast<const uint8_t*>(stream.data() + pos), stream.size() - pos, rec) == 0);
       }
       break;
     }
@@ -160,7 +146,8 @@ inline std::string encode(ws::Role peer, const std::vector<WsEvent>& events, Spl
   return out;
 }
 
-inline std::vector<WsEvent> decode_all(ws::Role role, const ws::DecoderLimits& limits, std::string_view stream) {
+inline std::vector<WsEvent> decode_all(ws::Role role, const ws::DecoderLimits& limits,
+                                       std::string_view stream) {
   ws::Decoder dec(role, limits);
   WsRecorder rec;
   size_t got = dec.feed(reinterpret_cast<const uint8_t*>(stream.data()), stream.size(), rec);
