@@ -20,6 +20,7 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -38,11 +39,14 @@
 
 namespace tether::fuzz {
 
-// Every log line is formatted (their arguments are evaluated only when enabled), to /dev/null.
-inline void open_logs() {
+// What main() sets up before it builds a Core: SIGPIPE ignored (a peer that closes first must
+// not kill the process), and the logs. Every log line is formatted (their arguments are
+// evaluated only when enabled), to /dev/null.
+inline void init_process() {
   static bool done = false;
   if (done) return;
   done = true;
+  std::signal(SIGPIPE, SIG_IGN);
   FUZZ_CHECK(log::open("/dev/null", log::Level::kDebug).ok());
   FUZZ_CHECK(log::open_access("/dev/null").ok());
 }
@@ -189,21 +193,20 @@ inline void run_until_idle(Core& core, const std::vector<Client*>& clients, int 
   }
 }
 
-// The requests of BYTES as the server's parser reads them: their methods in order, and whether
-// the parser failed after them (then one more answer, an error, is due).
+// The requests of BYTES as the server's parser reads them, in order, and whether the parser
+// failed after them (then one more answer, an error, is due).
 struct RequestLog {
-  std::vector<std::string> methods;
+  std::vector<http::Request> requests;
   bool failed = false;
-  bool upgraded = false;
+  size_t answers_due() const { return requests.size() + (failed ? 1 : 0); }
 };
 
 inline RequestLog parse_requests(std::string_view bytes, const http::ParserLimits& limits) {
   http::RequestParser parser(limits);
   parser.feed(bytes.data(), bytes.size());
   RequestLog log;
-  while (parser.has_request()) log.methods.push_back(parser.take_request().method);
+  while (parser.has_request()) log.requests.push_back(parser.take_request());
   log.failed = parser.failed();
-  log.upgraded = parser.upgraded();
   return log;
 }
 
@@ -267,8 +270,8 @@ inline std::vector<Response> check_responses(std::string_view out, const Request
   while (!out.empty()) {
     size_t index = responses.size();
     // At most one answer per request, plus one for a request the parser refused.
-    FUZZ_CHECK(index < requests.methods.size() + (requests.failed ? 1 : 0));
-    bool head_request = index < requests.methods.size() && requests.methods[index] == "HEAD";
+    FUZZ_CHECK(index < requests.answers_due());
+    bool head_request = index < requests.requests.size() && requests.requests[index].method == "HEAD";
     Response r;
     out.remove_prefix(parse_head(out, r));
     if (r.status == 101 || (r.status == 200 && r.content_type == "text/event-stream")) {
@@ -289,7 +292,7 @@ inline std::vector<Response> check_responses(std::string_view out, const Request
     }
     if (r.content_type == "application/json") {
       json_error_t err;
-      json_t* j = json_loadb(r.body.data(), r.body.size(), 0, &err);
+      json_t* j = json_loadb(r.body.data(), r.body.size(), JSON_ALLOW_NUL, &err);
       FUZZ_CHECK(j != nullptr);
       json_decref(j);
     }
