@@ -71,7 +71,8 @@ void WsEndpoint::handle_read() {
 }
 
 void WsEndpoint::pause_reading() {
-  if (paused_ || !bev_) return;
+  // Once our close is out, the peer's reply must be read whatever the flow control wants.
+  if (paused_ || !bev_ || close_sent_) return;
   paused_ = true;
   bufferevent_disable(bev_.get(), EV_READ);
 }
@@ -104,6 +105,10 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
   if (close_received_) {
     shutdown();
   } else {
+    // The owner may have paused reading (a full session buffer, a slow relay partner); the
+    // reply, or the peer closing the connection, would then go unseen until the close timer
+    // dropped the connection: read on (what comes before the reply is not delivered).
+    resume_reading();
     timeval tv{kCloseTimeout.count() / 1000, 0};
     evtimer_add(timer_.get(), &tv);
   }
@@ -151,6 +156,9 @@ void WsEndpoint::drop() {
 }
 
 void WsEndpoint::on_message(ws::Opcode opcode, std::string& payload) {
+  // After our close the owner has moved on (a session's close is the last thing its client
+  // sees; browsers drop messages that arrive while closing): read to the reply, deliver nothing.
+  if (close_sent_) return;
   owner_.on_ws_message(*this, opcode, payload);
 }
 void WsEndpoint::on_ping(std::string_view payload) {

@@ -48,7 +48,8 @@ class WsEndpoint : private ws::DecoderSink {
   // Sends a data or control frame; ignored after a close was sent.
   void send(ws::Opcode opcode, std::string_view payload);
   // Sends a close frame (code kNoStatus: none) once; the TCP connection closes when the peer's
-  // reply arrives, or after kCloseTimeout.
+  // reply arrives, or after kCloseTimeout. From then on the endpoint reads even if paused (to
+  // see the reply) and delivers no more data messages.
   void send_close(uint16_t code, std::string_view reason);
   // Closes the TCP connection once everything queued is written.
   void shutdown();

@@ -396,5 +396,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   run_until_idle(core, all);
   for (Client& c : clients) c.close();
   run_until_idle(core, all);
+  check_all_closed(core);
   return 0;
 }

@@ -101,5 +101,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   client.close();
   run_until_idle(core, {&client});
+  check_all_closed(core);
   return 0;
 }

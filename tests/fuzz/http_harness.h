@@ -34,6 +34,7 @@
 #include "proxy/core/config.h"
 #include "proxy/core/core.h"
 #include "proxy/core/http_connection.h"
+#include "proxy/core/stats.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/util/log.h"
 
@@ -191,6 +192,15 @@ inline void run_until_idle(Core& core, const std::vector<Client*>& clients, int 
     moved |= event_base_get_num_events(core.base(), EVENT_BASE_COUNT_ACTIVE) > 0;
     quiet = moved ? 0 : quiet + 1;
   }
+}
+
+// After a shutdown and every client gone: nothing is left alive, and the gauges of
+// /tether/stats, which count what is open now, are back to zero.
+inline void check_all_closed(const Core& core) {
+  FUZZ_CHECK(core.live_objects() == 0);
+  const Stats& st = stats();
+  FUZZ_CHECK(st.http_connections == 0 && st.sse_streams == 0 && st.polls_waiting == 0 &&
+             st.websocket_relays == 0);
 }
 
 // The requests of BYTES as the server's parser reads them, in order, and whether the parser
