@@ -300,7 +300,7 @@ inline std::vector<Response> check_responses(std::string_view out, const Request
         out.remove_prefix(*r.content_length);
       }
     }
-    if (r.content_type == "application/json") {
+    if (r.content_type == "application/json" && !head_request) {
       json_error_t err;
       json_t* j = json_loadb(r.body.data(), r.body.size(), JSON_ALLOW_NUL, &err);
       FUZZ_CHECK(j != nullptr);
