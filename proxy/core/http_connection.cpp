@@ -352,10 +352,13 @@ void HttpConnection::handle_event(short what) {
     TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err,
                evutil_socket_error_to_string(err), peer_.c_str());
   }
-  // EOF: a client may half-close after its last request; answer what is queued first. But a
-  // held response (a long poll) whose client closed is abandoned: nobody would read it.
+  // EOF: a client may half-close after its last request; answer what is queued first, and
+  // finish writing a last response (once it is out, linger() reads again and meets the EOF
+  // again). But a held response (a long poll) whose client closed is abandoned: nobody would
+  // read it. And while lingering the EOF is what we wait for: requests still queued then will
+  // never be answered, and must not keep the connection open until the linger timer.
   if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) && !deferred_ &&
-      (busy_ || parser_.has_request())) {
+      !lingering_ && (busy_ || closing_ || parser_.has_request())) {
     keep_alive_ = false;
     return;
   }

@@ -20,18 +20,25 @@ namespace {
 
 using namespace tether;
 
+// /p/ passes to a backend that accepts connections (the kernel does) but never answers the
+// handshake: a poll opening there is a response held as long as the test wants.
 constexpr std::string_view kConfig = R"(
 server {
   listen 127.0.0.1:0;
   location = /ret { return 200 "hello"; }
+  location /p/ { tether_pass ws://127.0.0.1:PORT; }
 }
 )";
 
 struct Fixture {
   std::unique_ptr<Core> core;
+  HttpConnection* conn = nullptr;
   int client = -1;
+  int backend = -1;
   ~Fixture() {
+    core.reset();
     if (client >= 0) close(client);
+    if (backend >= 0) close(backend);
   }
 };
 
@@ -40,7 +47,18 @@ constexpr auto teardown = fixture_teardown<Fixture>;
 int setup(void** state) {
   auto* f = new Fixture;
   *state = f;
-  auto tree = conf::parse_string(kConfig, "t.conf");
+  f->backend = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (bind(f->backend, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(f->backend, 8) != 0 ||
+      getsockname(f->backend, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    return -1;
+  }
+  std::string text(kConfig);
+  text.replace(text.find("PORT"), 4, std::to_string(ntohs(sa.sin_port)));
+  auto tree = conf::parse_string(text, "t.conf");
   if (!tree.ok()) return -1;
   auto cfg = build_config(*tree, "t.conf", all_modules());
   if (!cfg.ok()) return -1;
@@ -53,13 +71,16 @@ int setup(void** state) {
   peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   auto conn = std::make_unique<HttpConnection>(*f->core, f->core->config(), *f->core->config()->servers[0],
                                                sv[1], reinterpret_cast<sockaddr*>(&peer), sizeof peer);
-  f->core->adopt(std::move(conn)).start();
+  f->conn = &f->core->adopt(std::move(conn));
+  f->conn->start();
   return 0;
 }
 
 // Sends REQUEST, runs the loop until nothing more comes, and returns what came back.
 std::string exchange(Fixture& f, std::string_view request) {
-  assert_int_equal(send(f.client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  if (!request.empty()) {
+    assert_int_equal(send(f.client, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  }
   std::string out;
   for (int i = 0; i < 50; ++i) {
     event_base_loop(f.core->base(), EVLOOP_NONBLOCK);
@@ -92,12 +113,32 @@ void head_error_gets_no_body(void** state) {
   assert_string_equal(out.c_str(), (error + ok).c_str());
 }
 
+// A graceful stop while a response is held: it is answered with Connection: close, and the
+// request queued behind it never will be. The client's EOF then ends the lingering close at
+// once: the connection is not kept until its 5 s linger timer (or the stop's deadline).
+void eof_ends_lingering_close_with_requests_queued(void** state) {
+  auto& f = fixture_of<Fixture>(state);
+  exchange(f,
+           "GET /p/?tether-transport=poll HTTP/1.1\r\nHost: t\r\n\r\nGET /ret HTTP/1.1\r\nHost: t\r\n\r\n");
+  // The connection first (the core asks objects in no set order), then the held response.
+  f.conn->shutdown(true);
+  f.core->stop(true);
+  std::string out = exchange(f, "");
+  assert_true(out.rfind("HTTP/1.1 502 Bad Gateway\r\n", 0) == 0);
+  assert_true(out.find("Connection: close") != std::string::npos);
+  assert_int_equal(f.core->live_objects(), 1);  // lingering
+  shutdown(f.client, SHUT_WR);
+  exchange(f, "");
+  assert_int_equal(f.core->live_objects(), 0);
+}
+
 }  // namespace
 
 int main() {
   const CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(head_gets_no_body, setup, teardown),
       cmocka_unit_test_setup_teardown(head_error_gets_no_body, setup, teardown),
+      cmocka_unit_test_setup_teardown(eof_ends_lingering_close_with_requests_queued, setup, teardown),
   };
   return cmocka_run_group_tests_name("core/http_connection.cpp", tests, nullptr, nullptr);
 }
