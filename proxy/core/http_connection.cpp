@@ -101,12 +101,27 @@ std::string elapsed_since(int64_t start_ms) {
 }
 
 std::string redact_target(std::string_view target) {
-  std::string out(target);
-  for (size_t pos = out.find("tether-session="); pos != std::string::npos;
-       pos = out.find("tether-session=", pos + 1)) {
-    size_t start = pos + 15, end = out.find('&', start);
-    if (end == std::string::npos) end = out.size();
-    if (end - start > 6) out.replace(start + 6, end - start - 6, "\u2026");
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::string(target);
+  std::string out(target.substr(0, q + 1));
+  std::string_view query = target.substr(q + 1);
+  // Parameters are named as the modules read them (query_param decodes names): an encoded name
+  // such as "tether%2Dsession" must not carry the whole id into the log.
+  std::string name;
+  for (;;) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    size_t eq = item.find('=');
+    if (eq != std::string_view::npos && item.size() - eq - 1 > 6 &&
+        http::url_decode(item.substr(0, eq), name) && name == "tether-session") {
+      out += item.substr(0, eq + 1 + 6);
+      out += "\u2026";
+    } else {
+      out += item;
+    }
+    if (amp == std::string_view::npos) break;
+    out += '&';
+    query.remove_prefix(amp + 1);
   }
   return out;
 }

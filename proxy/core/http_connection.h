@@ -26,8 +26,9 @@ std::string format_response(int status, std::string_view content_type, std::stri
 // The body of every error: one line, then "\n".
 std::string error_body(std::string_view reason);
 
-// For the access log: the request target with the tether-session value cut to its first six
-// characters (a session id is a bearer secret), and the time since START_MS as "0.003".
+// For the access log: the request target with every tether-session value (the parameter's name
+// decoded, as the modules read it) cut to its first six characters (a session id is a bearer
+// secret), and the time since START_MS as "0.003".
 std::string redact_target(std::string_view target);
 std::string elapsed_since(int64_t start_ms);
 int64_t monotonic_ms();

@@ -32,7 +32,10 @@ std::string strip_tether_params(std::string_view query) {
   while (!query.empty()) {
     auto amp = query.find('&');
     std::string_view item = query.substr(0, amp);
-    if (!item.empty() && item.substr(0, 7) != "tether-") {
+    // By the decoded name, as the modules read it: "tether%2Dtransport" is Tether's too.
+    std::string name;
+    bool ours = http::url_decode(item.substr(0, item.find('=')), name) && name.rfind("tether-", 0) == 0;
+    if (!item.empty() && !ours) {
       if (!out.empty()) out += '&';
       out += item;
     }

@@ -40,6 +40,9 @@ void tether_params_are_stripped(void** state) {
   (void)state;
   assert_string_equal(strip_tether_params("a=1&tether-session=x&&b=2&tether-seq=3").c_str(), "a=1&b=2");
   assert_string_equal(strip_tether_params("tether-ack=1").c_str(), "");
+  // Named as the modules read them: an encoded name is Tether's too.
+  assert_string_equal(strip_tether_params("tether%2Dtransport=poll&a=%74ether-x&tether-x%3D1").c_str(),
+                      "a=%74ether-x");
 }
 
 }  // namespace
