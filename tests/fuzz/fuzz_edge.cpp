@@ -20,19 +20,24 @@
 // Checked, besides the sanitizers: the HTTP answers (check_responses); every event stream is
 // well-formed text/event-stream whose message ids count up by one from where it started (or
 // jump exactly by a tether-gap's "lost"); every poll answer holds messages after its
-// tether-ack, in order with no gap (no loss, no duplicates), as JSON that parses.
+// tether-ack, in order with no gap (no loss, no duplicates), as JSON that parses. And the
+// parsers behind the protocol hold their promises on every request sent (check_parsers).
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include <algorithm>
+#include <climits>
 #include <list>
+#include <optional>
 
 #include "http_harness.h"
 #include "proxy/session/session.h"
 #include "proxy/session/session_id.h"
 #include "proxy/session/sse_format.h"
+#include "proxy/upstream/request.h"
 #include "proxy/ws/codec.h"
 
 namespace {
@@ -293,6 +298,91 @@ void check_poll_body(const std::string& body, uint64_t ack) {
   json_decref(j);
 }
 
+bool is_base64url(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+// A decimal of 1 to 19 digits (what parse_decimal promises), by hand.
+std::optional<uint64_t> reference_decimal(std::string_view s) {
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+// The decoded name of each item of QUERY, with its raw value.
+std::vector<std::pair<std::string, std::string_view>> query_items(std::string_view query) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    size_t eq = item.find('=');
+    std::string name;
+    if (!item.empty() && http::url_decode(item.substr(0, eq), name)) {
+      out.emplace_back(std::move(name),
+                       eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+// The parsers behind the edge protocol, on what the client sent, against their promises: the
+// tether-ack/-seq decimals, Last-Event-ID, session ids; the access log's redaction of the
+// session id (a bearer secret, never logged whole) and the upstream query's stripping of
+// tether-* parameters, both for names as the modules read them (query_param decodes names).
+void check_parsers(const http::Request& req) {
+  for (std::string_view name : {"tether-ack", "tether-seq"}) {
+    std::string value;
+    if (!http::query_param(req.query, name, value)) continue;
+    uint64_t n = 0;
+    bool ok = session::parse_decimal(value, n);
+    std::optional<uint64_t> want = reference_decimal(value);
+    FUZZ_CHECK(ok == want.has_value() && (!ok || n == *want));
+  }
+  std::string sid;
+  if (http::query_param(req.query, "tether-session", sid)) {
+    bool form = sid.size() == session::kSessionIdLength && std::all_of(sid.begin(), sid.end(), is_base64url);
+    FUZZ_CHECK(session::is_session_id(sid) == form);
+  }
+  if (const std::string* last = req.header("Last-Event-ID")) {
+    std::string id;
+    uint64_t seq = 0;
+    bool ok = session::parse_last_event_id(*last, id, seq);
+    size_t dot = last->find('.');
+    std::string_view want_id = std::string_view(*last).substr(0, dot);
+    bool seq_ok = false;
+    uint64_t want_seq = 0;
+    if (dot != std::string::npos) {
+      std::string_view digits = std::string_view(*last).substr(dot + 1);
+      // Up to 2^63 - 1: 19 digits, or fewer with leading zeros.
+      size_t zeros = digits.find_first_not_of('0');
+      std::string_view significant = zeros == std::string_view::npos ? "0" : digits.substr(zeros);
+      if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos) {
+        std::optional<uint64_t> v = reference_decimal(significant);
+        seq_ok = v && *v <= static_cast<uint64_t>(INT64_MAX);
+        want_seq = v.value_or(0);
+      }
+    }
+    bool want = dot != std::string::npos && !want_id.empty() && want_id.size() <= 64 &&
+                std::all_of(want_id.begin(), want_id.end(), is_base64url) && seq_ok;
+    FUZZ_CHECK(ok == want && (!ok || (id == want_id && seq == want_seq)));
+  }
+  std::string redacted = redact_target(req.target);
+  size_t q = redacted.find('?');
+  if (q != std::string::npos) {
+    for (const auto& [name, value] : query_items(std::string_view(redacted).substr(q + 1))) {
+      if (name == "tether-session") FUZZ_CHECK(value.size() <= 6 || value.substr(6) == "\u2026");
+    }
+  }
+  for (const auto& [name, value] : query_items(strip_tether_params(req.query))) {
+    FUZZ_CHECK(name.rfind("tether-", 0) != 0);
+  }
+}
+
 // Checks what came back on CLIENT for the requests in SENT.
 void check_exchange(const Client& client, std::string_view sent, const ServerConf& server) {
   RequestLog log = parse_requests(
@@ -303,6 +393,7 @@ void check_exchange(const Client& client, std::string_view sent, const ServerCon
   }
   std::string_view rest;
   std::vector<Response> responses = check_responses(client.received(), log, &rest);
+  for (const http::Request& req : log.requests) check_parsers(req);
   for (size_t i = 0; i < responses.size() && i < log.requests.size(); ++i) {
     const Response& r = responses[i];
     const http::Request& req = log.requests[i];
