@@ -58,7 +58,7 @@ std::string error_body(std::string_view reason) {
 }
 
 std::string format_response(int status, std::string_view content_type, std::string_view body,
-                            const HeaderList& extra, bool close) {
+                            const HeaderList& extra, bool close, bool head_only) {
   std::string out;
   out.reserve(160 + body.size());
   out += "HTTP/1.1 ";
@@ -84,7 +84,7 @@ std::string format_response(int status, std::string_view content_type, std::stri
   }
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
-  if (status != 204 && status != 304) out += body;
+  if (status != 204 && status != 304 && !head_only) out += body;
   return out;
 }
 
@@ -101,12 +101,27 @@ std::string elapsed_since(int64_t start_ms) {
 }
 
 std::string redact_target(std::string_view target) {
-  std::string out(target);
-  for (size_t pos = out.find("tether-session="); pos != std::string::npos;
-       pos = out.find("tether-session=", pos + 1)) {
-    size_t start = pos + 15, end = out.find('&', start);
-    if (end == std::string::npos) end = out.size();
-    if (end - start > 6) out.replace(start + 6, end - start - 6, "\u2026");
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::string(target);
+  std::string out(target.substr(0, q + 1));
+  std::string_view query = target.substr(q + 1);
+  // Parameters are named as the modules read them (query_param decodes names): an encoded name
+  // such as "tether%2Dsession" must not carry the whole id into the log.
+  std::string name;
+  for (;;) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    size_t eq = item.find('=');
+    if (eq != std::string_view::npos && item.size() - eq - 1 > 6 &&
+        http::url_decode(item.substr(0, eq), name) && name == "tether-session") {
+      out += item.substr(0, eq + 1 + 6);
+      out += "\u2026";
+    } else {
+      out += item;
+    }
+    if (amp == std::string_view::npos) break;
+    out += '&';
+    query.remove_prefix(amp + 1);
   }
   return out;
 }
@@ -223,6 +238,7 @@ void HttpConnection::dispatch(http::Request& req) {
     access_start_ = monotonic_ms();
   }
   keep_alive_ = req.keep_alive;
+  head_ = req.method == "HEAD";
   request_timer_ = RequestTimer::kNone;
   const LocationConf* loc = server_.match(req.path);
   if (!loc) {
@@ -276,7 +292,7 @@ void HttpConnection::log_access(int status, size_t out_bytes) {
 void HttpConnection::respond(int status, std::string_view content_type, std::string_view body,
                              const HeaderList& extra) {
   bool close = !keep_alive_;
-  std::string out = format_response(status, content_type, body, extra, close);
+  std::string out = format_response(status, content_type, body, extra, close, head_);
   log_access(status, out.size());
   write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
@@ -284,7 +300,8 @@ void HttpConnection::respond(int status, std::string_view content_type, std::str
 
 void HttpConnection::respond_error(int status, std::string_view reason, const HeaderList& extra, bool close) {
   close = close || !keep_alive_;
-  std::string out = format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close);
+  std::string out =
+      format_response(status, "text/plain; charset=utf-8", error_body(reason), extra, close, head_);
   log_access(status, out.size());
   write_now(bev_.get(), out.data(), out.size());
   finish_response(close);
@@ -306,6 +323,7 @@ void HttpConnection::shutdown(bool) {
 
 void HttpConnection::finish_response(bool close) {
   busy_ = false;
+  head_ = false;
   served_any_ = true;
   deferred_ = nullptr;
   // Answered later than its dispatch: go on with pipelined requests from the loop, not from
@@ -358,10 +376,13 @@ void HttpConnection::handle_event(short what) {
     TETHER_LOG(kInfo, "client connection failed (%d: %s), client: %s", err,
                evutil_socket_error_to_string(err), peer_.c_str());
   }
-  // EOF: a client may half-close after its last request; answer what is queued first. But a
-  // held response (a long poll) whose client closed is abandoned: nobody would read it.
+  // EOF: a client may half-close after its last request; answer what is queued first, and
+  // finish writing a last response (once it is out, linger() reads again and meets the EOF
+  // again). But a held response (a long poll) whose client closed is abandoned: nobody would
+  // read it. And while lingering the EOF is what we wait for: requests still queued then will
+  // never be answered, and must not keep the connection open until the linger timer.
   if ((what & BEV_EVENT_EOF) && !(what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) && !deferred_ &&
-      (busy_ || parser_.has_request())) {
+      !lingering_ && (busy_ || closing_ || parser_.has_request())) {
     keep_alive_ = false;
     return;
   }

@@ -19,14 +19,16 @@
 
 namespace tether {
 
-// Builds a complete response head + body. CLOSE adds "Connection: close".
+// Builds a complete response head + body. CLOSE adds "Connection: close". HEAD_ONLY (the answer
+// to a HEAD request) leaves the body out but keeps its Content-Length (RFC 9110 9.3.2).
 std::string format_response(int status, std::string_view content_type, std::string_view body,
-                            const HeaderList& extra, bool close);
+                            const HeaderList& extra, bool close, bool head_only = false);
 // The body of every error: one line, then "\n".
 std::string error_body(std::string_view reason);
 
-// For the access log: the request target with the tether-session value cut to its first six
-// characters (a session id is a bearer secret), and the time since START_MS as "0.003".
+// For the access log: the request target with every tether-session value (the parameter's name
+// decoded, as the modules read it) cut to its first six characters (a session id is a bearer
+// secret), and the time since START_MS as "0.003".
 std::string redact_target(std::string_view target);
 std::string elapsed_since(int64_t start_ms);
 int64_t monotonic_ms();
@@ -108,6 +110,7 @@ class HttpConnection : public Owned {
   bool busy_ = false;           // a request is being answered
   bool closing_ = false;        // close once the output is flushed
   bool keep_alive_ = true;      // of the request being answered
+  bool head_ = false;           // the request being answered is a HEAD: no body in the response
   // Which timeout of the current request is running: its head's, then its body's.
   enum class RequestTimer { kNone, kHead, kBody } request_timer_ = RequestTimer::kNone;
   bool refused_ = false;

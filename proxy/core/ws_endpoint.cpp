@@ -154,7 +154,8 @@ void WsEndpoint::stop_reading() {
 }
 
 void WsEndpoint::pause_reading() {
-  if (paused_ || !bev_ || shutting_down_) return;
+  // Once our close is out, the peer's reply must be read whatever the flow control wants.
+  if (paused_ || !bev_ || shutting_down_ || close_sent_) return;
   paused_ = true;
   stop_reading();
 }
@@ -187,11 +188,12 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
   if (close_received_) {
     shutdown();
   } else {
+    // The owner may have paused reading (a full session buffer, a slow relay partner); the
+    // reply, or the peer closing the connection, would then go unseen until the close timer
+    // dropped the connection: read on (what comes before the reply is not delivered).
+    resume_reading();
     timeval tv{kCloseTimeout.count() / 1000, 0};
     evtimer_add(timer_.get(), &tv);
-    // The handshake ends with the peer's close reply, which must be read: reading paused for
-    // back-pressure (the far side gone or slow) would leave it unread until kCloseTimeout.
-    resume_reading();
   }
 }
 

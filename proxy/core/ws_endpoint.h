@@ -50,7 +50,10 @@ class WsEndpoint : private ws::DecoderSink {
   // Sends a data or control frame; ignored after a close was sent.
   void send(ws::Opcode opcode, std::string_view payload);
   // Sends a close frame (code kNoStatus: none) once; the TCP connection closes when the peer's
-  // reply arrives, or after kCloseTimeout.
+  // reply arrives, or after kCloseTimeout. From then on the endpoint reads even if paused (to
+  // see the reply); data the peer sent before its reply is still delivered, and the owner
+  // decides (a relay passes it on, as RFC 6455 lets the peer send until its close; a closing
+  // session drops it).
   void send_close(uint16_t code, std::string_view reason);
   // Closes the TCP connection: a FIN once everything queued is written (server role; the client
   // role leaves the first FIN to the server), then what the peer still sends is read and

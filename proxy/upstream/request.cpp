@@ -9,6 +9,16 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// RFC 7230 3.2.6 tchar.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -22,7 +32,10 @@ std::string strip_tether_params(std::string_view query) {
   while (!query.empty()) {
     auto amp = query.find('&');
     std::string_view item = query.substr(0, amp);
-    if (!item.empty() && item.substr(0, 7) != "tether-") {
+    // By the decoded name, as the modules read it: "tether%2Dtransport" is Tether's too.
+    std::string name;
+    bool ours = http::url_decode(item.substr(0, item.find('=')), name) && name.rfind("tether-", 0) == 0;
+    if (!item.empty() && !ours) {
       if (!out.empty()) out += '&';
       out += item;
     }
@@ -51,7 +64,10 @@ UpstreamRequest build_upstream_request(const http::Request& req, const LocationC
       while (!list.empty()) {
         auto comma = list.find(',');
         auto item = trim(list.substr(0, comma));
-        if (!item.empty()) up.protocols.emplace_back(item);
+        // A subprotocol name is a token (RFC 6455 4.1); anything else cannot be negotiated. Nor
+        // could it be reported: the chosen one goes into tether-open's JSON, which takes UTF-8
+        // only, and a name with other bytes left the client an open event without its session id.
+        if (is_token(item)) up.protocols.emplace_back(item);
         if (comma == std::string_view::npos) break;
         list.remove_prefix(comma + 1);
       }

@@ -12,7 +12,7 @@ namespace tether {
 // nginx proxy_pass semantics for the path; see LocationConf::pass.
 UpstreamRequest build_upstream_request(const http::Request& req, const LocationConf& loc,
                                        const std::string& peer_ip);
-// QUERY without parameters whose names start with "tether-", order and encoding kept.
+// QUERY without parameters whose names, decoded, start with "tether-"; order and encoding kept.
 std::string strip_tether_params(std::string_view query);
 
 }  // namespace tether
