@@ -11,6 +11,7 @@
 #include "proxy/session/session.h"
 #include "proxy/session/sse_format.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether::poll {
 namespace {
@@ -70,7 +71,7 @@ class HeldPoll : public Owned, public session::Subscriber, public DeferredRespon
       : core_(core), conn_(&conn), session_(&s), ack_(ack), headers_(std::move(headers)) {
     timer_.reset(evtimer_new(core.base(), on_timeout, this));
     Millis t = s.conf().poll_timeout;
-    timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+    timeval tv = to_timeval(t);
     evtimer_add(timer_.get(), &tv);
     conn.defer(this);
     ++stats().polls_waiting;
@@ -179,10 +180,9 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
     for (auto& h : route.set_cookie) headers.push_back(std::move(h));
     auto opening_req = std::make_unique<Opening>(ctx.core, conn, headers);
     Opening& o = ctx.core.adopt(std::move(opening_req));
-    session::Session& s =
-        session::open_session(ctx.core, req, loc, conn.peer_ip(), conn.peer(), session::Kind::kPoll,
-                              std::move(route.key), std::move(slot),
-                              [&o](Status st) { o.on_open(std::move(st)); });
+    session::Session& s = session::open_session(ctx.core, req, loc, conn.peer_ip(), conn.peer(),
+                                                session::Kind::kPoll, std::move(route.key), std::move(slot),
+                                                [&o](Status st) { o.on_open(std::move(st)); });
     o.set_session(s);
     return true;
   }

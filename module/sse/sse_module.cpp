@@ -69,8 +69,8 @@ bool handle(RequestContext& ctx, const ModuleConf&) {
       return true;
     }
     std::string peer = conn.peer(), resume_ip = conn.peer_ip();
-    auto stream =
-        std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors), s->conf(), send_timeout);
+    auto stream = std::make_unique<Stream>(ctx.core, conn.detach(), std::move(peer), std::move(cors),
+                                           s->conf(), send_timeout);
     ++stats().sessions_resumed;
     Stream& st = ctx.core.adopt(std::move(stream));
     if (log::access_enabled()) st.set_access(resume_ip, access_line(req));

@@ -8,6 +8,7 @@
 #include "proxy/core/write_now.h"
 #include "proxy/session/sse_format.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether::sse {
 namespace {
@@ -49,8 +50,7 @@ Stream::Stream(Core& core, HttpConnection::Detached client, std::string peer, He
       cors_(std::move(cors)),
       conf_(conf) {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
-  timeval tv{static_cast<time_t>(send_timeout.count() / 1000),
-             static_cast<suseconds_t>(send_timeout.count() % 1000 * 1000)};
+  timeval tv = to_timeval(send_timeout);
   bufferevent_set_timeouts(bev_.get(), nullptr, &tv);
   bufferevent_setwatermark(bev_.get(), EV_WRITE, kLowWatermark, 0);
   // Reading only to notice the client leaving; nothing it sends matters.
@@ -102,8 +102,7 @@ void Stream::write_head() {
   if (conf_.sse_retry) session::append_sse_retry(head, static_cast<uint64_t>(conf_.sse_retry->count()));
   write_now(bev_.get(), head.data(), head.size());
   open_ = true;
-  timeval tv{static_cast<time_t>(conf_.heartbeat.count() / 1000),
-             static_cast<suseconds_t>((conf_.heartbeat.count() % 1000) * 1000)};
+  timeval tv = to_timeval(conf_.heartbeat);
   event_add(heartbeat_.get(), &tv);
 }
 

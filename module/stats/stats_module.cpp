@@ -209,7 +209,8 @@ std::string prometheus_report(Core& core) {
   p.sample("tether_connections_accepted_total", "", static_cast<double>(st.accepted_total));
   p.family("tether_client_connections", "gauge",
            "Client connections counted against max_connections (requests, relays, streams).");
-  p.sample("tether_client_connections", "", static_cast<double>(core.clients().total(ClientTable::kConnection)));
+  p.sample("tether_client_connections", "",
+           static_cast<double>(core.clients().total(ClientTable::kConnection)));
   p.family("tether_max_connections", "gauge", "The max_connections limit in force.");
   p.sample("tether_max_connections", "", static_cast<double>(core.max_connections()));
   p.family("tether_client_addresses", "gauge", "Client addresses holding a connection or a session.");

@@ -7,6 +7,7 @@
 #include "proxy/core/http_connection.h"
 #include "proxy/core/stats.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether::websocket {
 namespace {
@@ -134,7 +135,7 @@ void Relay::on_upstream(Result<UpstreamSocket> result) {
 void Relay::arm_idle_timer(Millis after) {
   if (limits_.idle_timeout.count() == 0) return;
   if (!idle_timer_) idle_timer_.reset(evtimer_new(core_.base(), on_idle_timer, this));
-  timeval tv{static_cast<time_t>(after.count() / 1000), static_cast<suseconds_t>(after.count() % 1000 * 1000)};
+  timeval tv = to_timeval(after);
   evtimer_add(idle_timer_.get(), &tv);
 }
 

@@ -176,7 +176,8 @@ class Builder {
     if (n.name == "max_connections" || n.name == "max_connections_per_client" ||
         n.name == "tether_max_sessions_per_client") {
       auto v = conf::parse_count(n.args[0]);
-      if (!v.ok() || *v == 0) return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
+      if (!v.ok() || *v == 0)
+        return conf::invalid_value(n, 0, v.ok() ? "must be more than 0" : v.error().what);
       (n.name == "max_connections"              ? cfg_->max_connections
        : n.name == "max_connections_per_client" ? cfg_->max_connections_per_client
                                                 : cfg_->max_sessions_per_client) = *v;
@@ -250,7 +251,8 @@ class Builder {
     }
     if (n.name == "client_max_header_size") {
       auto v = conf::parse_size(n.args[0]);
-      if (!v.ok() || *v < 1024) return conf::invalid_value(n, 0, v.ok() ? "must be at least 1k" : v.error().what);
+      if (!v.ok() || *v < 1024)
+        return conf::invalid_value(n, 0, v.ok() ? "must be at least 1k" : v.error().what);
       in.client_max_header_size = *v;
       return ok_status();
     }

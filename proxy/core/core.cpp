@@ -15,6 +15,7 @@
 #include "proxy/routing/router.h"
 #include "proxy/session/session.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether {
 
@@ -283,8 +284,7 @@ void Core::stop(bool graceful) {
   listeners_.clear();
   Millis limit = graceful ? config_->shutdown_timeout : std::min(config_->shutdown_timeout, Millis{1000});
   if (!deadline_) deadline_.reset(evtimer_new(base_.get(), on_deadline, this));
-  timeval tv{static_cast<time_t>(limit.count() / 1000),
-             static_cast<suseconds_t>((limit.count() % 1000) * 1000)};
+  timeval tv = to_timeval(limit);
   event_add(deadline_.get(), &tv);
   if (first || !graceful) {
     std::vector<Owned*> live;
@@ -319,8 +319,7 @@ void Core::accept_client(const Listener& l, evutil_socket_t fd, const sockaddr* 
   }
   if (status) {
     TETHER_LOG(kWarn, "%s (%s), client: %s", reason,
-               status == 503 ? "max_connections" : "max_connections_per_client",
-               format_address(sa).c_str());
+               status == 503 ? "max_connections" : "max_connections_per_client", format_address(sa).c_str());
     if (refusing_ >= kMaxRefusing) {
       evutil_closesocket(fd);
       return;

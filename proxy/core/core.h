@@ -91,7 +91,7 @@ class Core {
   EventBasePtr base_;  // first member: destroyed last
   DnsBasePtr dns_;
   ConfigPtr config_;
-  ClientTable clients_;  // outlives the slots held by objects in live_
+  ClientTable clients_;                              // outlives the slots held by objects in live_
   std::unique_ptr<session::SessionTable> sessions_;  // outlives the sessions in live_
   std::unique_ptr<routing::Router> router_;
   std::vector<std::unique_ptr<Listener>> listeners_;

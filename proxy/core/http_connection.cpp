@@ -13,6 +13,7 @@
 #include "proxy/core/stats.h"
 #include "proxy/core/write_now.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether {
 namespace {
@@ -42,11 +43,6 @@ void on_timer(evutil_socket_t, short, void* ctx) noexcept {
 }
 void on_kick(evutil_socket_t, short, void* ctx) noexcept {
   static_cast<HttpConnection*>(ctx)->handle_kick();
-}
-
-timeval to_timeval(Millis ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000),
-                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
 }  // namespace
@@ -131,9 +127,8 @@ HttpConnection::HttpConnection(Core& core, ConfigPtr config, const ServerConf& s
     : core_(core),
       config_(std::move(config)),
       server_(server),
-      parser_(
-          http::ParserLimits{.max_header_bytes = server.client_max_header_size,
-                             .max_body_bytes = server.client_max_body_size}),
+      parser_(http::ParserLimits{.max_header_bytes = server.client_max_header_size,
+                                 .max_body_bytes = server.client_max_body_size}),
       id_(g_next_id++) {
   // Messages are written whole as they come: Nagle would hold small ones back for an ACK
   // (milliseconds of latency on an open-loop stream), as nginx's tcp_nodelay avoids.

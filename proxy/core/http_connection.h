@@ -107,10 +107,10 @@ class HttpConnection : public Owned {
   std::string peer_ip_, peer_;
   sockaddr_storage peer_addr_{};
   uint64_t id_;
-  bool busy_ = false;           // a request is being answered
-  bool closing_ = false;        // close once the output is flushed
-  bool keep_alive_ = true;      // of the request being answered
-  bool head_ = false;           // the request being answered is a HEAD: no body in the response
+  bool busy_ = false;       // a request is being answered
+  bool closing_ = false;    // close once the output is flushed
+  bool keep_alive_ = true;  // of the request being answered
+  bool head_ = false;       // the request being answered is a HEAD: no body in the response
   // Which timeout of the current request is running: its head's, then its body's.
   enum class RequestTimer { kNone, kHead, kBody } request_timer_ = RequestTimer::kNone;
   bool refused_ = false;

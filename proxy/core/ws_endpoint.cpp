@@ -6,8 +6,9 @@
 #include <cerrno>
 
 #include "proxy/core/stats.h"
-#include "proxy/util/assert.h"
 #include "proxy/core/write_now.h"
+#include "proxy/util/assert.h"
+#include "proxy/util/timeval.h"
 
 namespace tether {
 namespace {
@@ -78,7 +79,7 @@ void WsEndpoint::start() {
 
 void WsEndpoint::set_send_timeout(Millis timeout) {
   if (!bev_) return;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  timeval tv = to_timeval(timeout);
   bufferevent_set_timeouts(bev_.get(), nullptr, &tv);
 }
 
@@ -192,7 +193,7 @@ void WsEndpoint::send_close(uint16_t code, std::string_view reason) {
     // reply, or the peer closing the connection, would then go unseen until the close timer
     // dropped the connection: read on (what comes before the reply is not delivered).
     resume_reading();
-    timeval tv{kCloseTimeout.count() / 1000, 0};
+    timeval tv = to_timeval(kCloseTimeout);
     evtimer_add(timer_.get(), &tv);
   }
 }
@@ -210,7 +211,7 @@ void WsEndpoint::shutdown() {
   bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
   if (read_ev_) event_add(read_ev_.get(), nullptr);
   // Bounded: a peer that never reads, or never closes, is dropped by the close timer.
-  timeval tv{kCloseTimeout.count() / 1000, 0};
+  timeval tv = to_timeval(kCloseTimeout);
   evtimer_add(timer_.get(), &tv);
   maybe_half_close();
   // Input already buffered is dropped now; the peer's FIN may be waiting behind it.

@@ -9,6 +9,7 @@
 #include "proxy/core/core.h"
 #include "proxy/session/session_id.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 #include "proxy/ws/codec.h"
 
 namespace tether::routing {
@@ -109,8 +110,7 @@ void UpstreamRuntime::start_health_checks(const UpstreamConf& conf) {
     return;
   }
   if (!health_timer_) health_timer_.reset(event_new(core_.base(), -1, EV_PERSIST, on_health_tick, this));
-  timeval tv{static_cast<time_t>(health_interval_->count() / 1000),
-             static_cast<suseconds_t>((health_interval_->count() % 1000) * 1000)};
+  timeval tv = to_timeval(*health_interval_);
   event_add(health_timer_.get(), &tv);
   // First round at once, so a server that is down at start is known early.
   event_active(health_timer_.get(), EV_TIMEOUT, 0);

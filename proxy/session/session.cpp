@@ -8,6 +8,7 @@
 #include "proxy/session/session_id.h"
 #include "proxy/upstream/request.h"
 #include "proxy/util/log.h"
+#include "proxy/util/timeval.h"
 
 namespace tether::session {
 namespace {
@@ -17,11 +18,6 @@ void on_linger(evutil_socket_t, short, void* ctx) noexcept {
 }
 void on_full(evutil_socket_t, short, void* ctx) noexcept {
   static_cast<Session*>(ctx)->handle_full();
-}
-
-timeval to_timeval(Millis ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000),
-                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
 int64_t now_ms() {

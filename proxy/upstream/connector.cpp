@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/core/core.h"
+#include "proxy/util/timeval.h"
 #include "proxy/ws/codec.h"
 
 namespace tether {
@@ -109,8 +110,7 @@ Connector::~Connector() {
 void Connector::start() {
   timer_.reset(evtimer_new(base_, on_timer, this));
   kick_.reset(event_new(base_, -1, 0, on_kick, this));
-  timeval tv{static_cast<time_t>(timeout_.count() / 1000),
-             static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
+  timeval tv = to_timeval(timeout_);
   evtimer_add(timer_.get(), &tv);
   evutil_addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
