@@ -13,7 +13,7 @@
 // client did nothing wrong, so none of 1002/1007/1009 would be true of its connection.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { mapLimit, startTether } from '../integration/lib/harness.mjs';
+import { mapLimit, startTether, settleAll } from '../integration/lib/harness.mjs';
 import { LIMIT, asciiOf, binaryOf } from './cases/util.mjs';
 import { startRawBackend } from './lib/backend.mjs';
 import {
@@ -70,8 +70,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close()]);
   });
 
   /** A raw client through Tether and the backend connection Tether opened for it. */

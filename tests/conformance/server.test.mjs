@@ -5,7 +5,7 @@
 // valid close codes ...), the close code, and that the TCP connection closes.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { mapLimit, startNodeWsBackend, startTether } from '../integration/lib/harness.mjs';
+import { mapLimit, startNodeWsBackend, startTether, settleAll } from '../integration/lib/harness.mjs';
 import { cases as s1 } from './cases/s1_framing.mjs';
 import { cases as s2 } from './cases/s2_ping_pong.mjs';
 import { cases as s3 } from './cases/s3_reserved_bits.mjs';
@@ -53,8 +53,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close()]);
   });
 
   for (const [section, table] of SECTIONS) {

@@ -11,6 +11,7 @@ import {
   startTether,
   withTimeout,
   wsUnexpectedResponse,
+  settleAll,
 } from './lib/harness.mjs';
 import {
   assertNoContent,
@@ -68,8 +69,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close()]);
   });
 
   test('listed origins: WebSocket opens; SSE, poll, POST and DELETE answer with the CORS headers', { timeout: TEST_TIMEOUT }, async () => {

@@ -21,6 +21,7 @@ import {
   checkConfig,
   openWs,
   runTether,
+  settleAll,
   startNodeWsBackend,
   startTether,
   withTimeout,
@@ -82,11 +83,6 @@ async function tetherVersion() {
   const m = /tether version (\S+)/.exec(r.stdout);
   assert.ok(m, `tether -v printed ${JSON.stringify(r.stdout)}`);
   return m[1];
-}
-
-async function settleAll(promises) {
-  const results = await Promise.allSettled(promises);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 // -------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { assertOneLineReason, startNodeWsBackend, startPyBackend, startTether, withTimeout } from './lib/harness.mjs';
+import { assertOneLineReason, startNodeWsBackend, startPyBackend, startTether, withTimeout, settleAll } from './lib/harness.mjs';
 import {
   assertNoContent,
   backendClosed,
@@ -52,8 +52,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close(), py?.stop()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close(), py?.stop()]);
   });
 
   /** A new poll session at `path` (under `http`) and its backend connection. */

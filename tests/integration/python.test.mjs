@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { openWs, runPyClient, startNodeWsBackend, startPyBackend, startTether, withTimeout } from './lib/harness.mjs';
+import { openWs, runPyClient, startNodeWsBackend, startPyBackend, startTether, withTimeout, settleAll } from './lib/harness.mjs';
 
 const TEST_TIMEOUT = 30_000;
 
@@ -29,8 +29,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), py?.stop(), nodeBackend?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), py?.stop(), nodeBackend?.close()]);
   });
 
   test('ws client ↔ py_backend: text and binary echo', { timeout: TEST_TIMEOUT }, async () => {

@@ -19,6 +19,7 @@ import {
   startNodeWsBackend,
   startTether,
   withTimeout,
+  settleAll,
 } from './lib/harness.mjs';
 import { BackendSet, TRANSPORTS, cookiePair, inBatches, mustOpen, openSession } from './lib/routing.mjs';
 import { prng, shuffled, testSeed } from './lib/transports.mjs';
@@ -115,8 +116,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), set?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), set?.close()]);
   });
 
   const KEYS = 40;
@@ -289,8 +289,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), set?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), set?.close()]);
   });
 
   /** Opens and closes `count` sessions made by req(k) on `port`; returns the backend index of each. */
@@ -363,8 +362,7 @@ ${loc}`);
       }
       assert.deepEqual(movedWrongly, [], 'removing server 1 moves only the keys that were on it');
     } finally {
-      const results = await Promise.allSettled([other.stop(), without1.stop()]);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      await settleAll([other.stop(), without1.stop()]);
     }
   });
 });
@@ -395,8 +393,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), set?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), set?.close()]);
   });
 
   test('killing a backend moves only its users; live sessions elsewhere are untouched; restarted, it takes new users', { timeout: 45_000 }, async () => {
@@ -563,14 +560,13 @@ server {
 
   after(async () => {
     for (const s of silentSockets) s.destroy();
-    const results = await Promise.allSettled([
+    await settleAll([
       tether?.stop(),
       set?.close(),
       refusing?.close(),
       single?.close(),
       new Promise((resolve) => silent.close(resolve)),
     ]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   });
 
   test('a dead server and a live one, default tries: 20 new sessions all open, on the live one', { timeout: TEST_TIMEOUT }, async () => {
@@ -676,8 +672,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), set?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), set?.close()]);
   });
 
   test('the backup takes sessions only while no primary is usable; a down server never', { timeout: TEST_TIMEOUT }, async () => {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { assertOneLineReason, rawRequest, startNodeWsBackend, startTether, withTimeout } from './lib/harness.mjs';
+import { assertOneLineReason, rawRequest, startNodeWsBackend, startTether, withTimeout, settleAll } from './lib/harness.mjs';
 import {
   assertFdLimit,
   assertNoContent,
@@ -51,8 +51,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close()]);
   });
 
   /** A new poll session at `path` and its backend connection. */

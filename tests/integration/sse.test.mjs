@@ -13,6 +13,7 @@ import {
   startRefusingBackend,
   startTether,
   withTimeout,
+  settleAll,
 } from './lib/harness.mjs';
 import {
   SID_RE,
@@ -77,8 +78,7 @@ server {
   });
 
   after(async () => {
-    const results = await Promise.allSettled([tether?.stop(), backend?.close(), py?.stop(), refusing?.close()]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll([tether?.stop(), backend?.close(), py?.stop(), refusing?.close()]);
   });
 
   /** A raw SSE stream on a new session at `path`, its session id and the backend connection. */

@@ -11,6 +11,7 @@ import {
   startTether,
   withTimeout,
   wsUnexpectedResponse,
+  settleAll,
 } from './lib/harness.mjs';
 
 const TEST_TIMEOUT = 30_000;
@@ -57,13 +58,12 @@ server {
 
   after(async () => {
     for (const s of silentSockets) s.destroy();
-    const results = await Promise.allSettled([
+    await settleAll([
       tether?.stop(),
       a?.close(),
       b?.close(),
       new Promise((resolve) => silent.close(resolve)),
     ]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   });
 
   test('a named upstream spreads sessions round robin, one server by host name', { timeout: TEST_TIMEOUT }, async () => {

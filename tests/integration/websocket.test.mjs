@@ -12,6 +12,7 @@ import {
   startTether,
   withTimeout,
   wsUnexpectedResponse,
+  settleAll,
 } from './lib/harness.mjs';
 
 const MiB = 1024 * 1024;
@@ -44,12 +45,11 @@ server {
 
   after(async () => {
     // Stop tether first (asserting its clean exit) but always close the backends too.
-    const results = await Promise.allSettled([
+    await settleAll([
       tether?.stop(),
       backend?.close(),
       refusing?.close(),
     ]);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
   });
 
   /** A client on a unique /echo/ path and the backend connection tether opened for it. */

@@ -805,6 +805,15 @@ export function assertOneLineReason(res, status, what = '') {
 }
 
 /** Runs fn(item, i) for all items, at most `limit` at once; results in order; the first error rejects. */
+/**
+ * Awaits every promise (stopping servers: tether.stop(), backend.close() …), all of them even if
+ * one fails, then throws the first failure.
+ */
+export async function settleAll(promises) {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
 export async function mapLimit(items, limit, fn) {
   const results = new Array(items.length);
   let next = 0;

@@ -7,7 +7,7 @@
 // failure guard.
 import http from 'node:http';
 import { WebSocket } from 'ws';
-import { DEFAULT_TIMEOUT_MS, startNodeWsBackend, withTimeout } from './harness.mjs';
+import { DEFAULT_TIMEOUT_MS, settleAll, startNodeWsBackend, withTimeout } from './harness.mjs';
 import { del, openSse, parseJson, readOpen, withQuery } from './transports.mjs';
 
 export const TRANSPORTS = ['ws', 'sse', 'poll'];
@@ -108,8 +108,7 @@ export class BackendSet {
 
   async close() {
     for (const u of this.unwatch) u?.();
-    const results = await Promise.allSettled(this.backends.map((b) => b.close()));
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    await settleAll(this.backends.map((b) => b.close()));
   }
 }
 
