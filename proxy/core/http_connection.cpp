@@ -10,6 +10,7 @@
 
 #include "module/module.h"
 #include "proxy/core/cors.h"
+#include "proxy/core/socket_read.h"
 #include "proxy/core/stats.h"
 #include "proxy/core/write_now.h"
 #include "proxy/util/log.h"
@@ -43,6 +44,9 @@ void on_timer(evutil_socket_t, short, void* ctx) noexcept {
 }
 void on_kick(evutil_socket_t, short, void* ctx) noexcept {
   static_cast<HttpConnection*>(ctx)->handle_kick();
+}
+void on_socket_read(evutil_socket_t, short, void* ctx) noexcept {
+  static_cast<HttpConnection*>(ctx)->handle_socket_read();
 }
 
 }  // namespace
@@ -159,7 +163,11 @@ void HttpConnection::start(ClientTable::Slot slot) {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
   timeval send = to_timeval(server_.send_timeout);
   bufferevent_set_timeouts(bev_.get(), nullptr, &send);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  // The bufferevent only writes; reading is ours (handle_socket_read).
+  bufferevent_enable(bev_.get(), EV_WRITE);
+  read_ev_.reset(
+      event_new(core_.base(), bufferevent_getfd(bev_.get()), EV_READ | EV_PERSIST, on_socket_read, this));
+  reading(true);
   arm_timer();
 }
 
@@ -169,6 +177,24 @@ void HttpConnection::refuse(int status, const char* reason) {
   if (!bev_) return;
   busy_ = true;
   respond_error(status, reason, {}, true);
+}
+
+void HttpConnection::reading(bool on) {
+  if (!read_ev_) return;
+  on ? event_add(read_ev_.get(), nullptr) : event_del(read_ev_.get());
+}
+
+void HttpConnection::handle_socket_read() {
+  if (!bev_) return;
+  ssize_t r = read_socket(bev_.get());
+  if (r == -2) return;
+  if (r <= 0) {
+    handle_event(BEV_EVENT_READING | (r == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR));
+    return;
+  }
+  if (lingering_) return;  // discarding until the client's FIN
+  add_input(bev_.get(), SocketRead::buffer(), static_cast<size_t>(r));
+  handle_read();
 }
 
 void HttpConnection::handle_read() {
@@ -210,7 +236,7 @@ void HttpConnection::process() {
                evbuffer_get_length(bufferevent_get_output(bev_.get())) > kMaxPendingOutput;
   if (pause != read_paused_) {
     read_paused_ = pause;
-    pause ? bufferevent_disable(bev_.get(), EV_READ) : bufferevent_enable(bev_.get(), EV_READ);
+    reading(!pause);
   }
   arm_timer();
 }
@@ -326,7 +352,7 @@ void HttpConnection::finish_response(bool close) {
   if (!dispatching_ && !close) event_active(kick_.get(), EV_TIMEOUT, 0);
   if (close) {
     closing_ = true;
-    bufferevent_disable(bev_.get(), EV_READ);
+    reading(false);
     evtimer_del(timer_.get());
     // handle_write closes once the output is flushed; if it all went out at once, no write
     // callback follows: close now.
@@ -345,6 +371,7 @@ HttpConnection::Detached HttpConnection::detach() {
   event_del(kick_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  reading(false);
   bufferevent_set_timeouts(bev_.get(), nullptr, nullptr);
   busy_ = false;
   closing_ = true;
@@ -433,13 +460,14 @@ void HttpConnection::linger() {
   }
   evbuffer* in = bufferevent_get_input(bev_.get());
   evbuffer_drain(in, evbuffer_get_length(in));
-  bufferevent_enable(bev_.get(), EV_READ);
+  reading(true);
   timeval tv = to_timeval(kLingerTime);
   evtimer_add(timer_.get(), &tv);
 }
 
 void HttpConnection::close_now() {
   if (!bev_) return;
+  reading(false);
   uncount();
   if (DeferredResponse* d = std::exchange(deferred_, nullptr)) d->on_client_gone();
   evtimer_del(timer_.get());

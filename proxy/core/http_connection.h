@@ -81,6 +81,7 @@ class HttpConnection : public Owned {
 
   // Callbacks (public for the C trampolines).
   void handle_read();
+  void handle_socket_read();
   void handle_write();
   void handle_event(short what);
   void handle_timeout();
@@ -94,6 +95,8 @@ class HttpConnection : public Owned {
   void uncount();
   void linger();
   void arm_timer();
+  // Our read event on the socket (SocketRead: one recv() per read, no ioctl) on or off.
+  void reading(bool on);
 
   Core& core_;
   ConfigPtr config_;  // keeps SERVER alive
@@ -101,6 +104,7 @@ class HttpConnection : public Owned {
   BufferEventPtr bev_;
   EventPtr timer_;
   EventPtr kick_;  // runs process() from the loop after a deferred response
+  EventPtr read_ev_;
   DeferredResponse* deferred_ = nullptr;
   bool dispatching_ = false;
   http::RequestParser parser_;

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "proxy/core/socket_read.h"
 #include "proxy/core/stats.h"
 #include "proxy/core/write_now.h"
 #include "proxy/util/assert.h"
@@ -30,20 +31,6 @@ void on_kick(evutil_socket_t, short, void* ctx) noexcept {
 }
 void on_socket_read(evutil_socket_t, short, void* ctx) noexcept {
   static_cast<WsEndpoint*>(ctx)->handle_socket_read();
-}
-
-// One loop, one thread: every endpoint reads through this buffer, and what the decoder does not
-// take at once (a pause) is copied to the endpoint's own input buffer.
-uint8_t g_read_buf[64 * 1024];
-
-// Appends to a socket bufferevent's input, whose end libevent keeps frozen (only its own read
-// path may add there): a plain evbuffer_add would fail and drop the bytes.
-void add_input(bufferevent* bev, const uint8_t* data, size_t len) {
-  evbuffer* in = bufferevent_get_input(bev);
-  evbuffer_unfreeze(in, 0);
-  int rc = evbuffer_add(in, data, len);
-  evbuffer_freeze(in, 0);
-  TETHER_RELEASE_ASSERT(rc == 0);
 }
 
 // Bytes fed to the decoder between checks for a pause.
@@ -120,13 +107,13 @@ void WsEndpoint::handle_read() {
 
 void WsEndpoint::handle_socket_read() {
   if (!bev_) return;
-  evutil_socket_t fd = bufferevent_getfd(bev_.get());
-  ssize_t r = recv(fd, g_read_buf, sizeof g_read_buf, 0);
+  ssize_t r = read_socket(bev_.get());
+  if (r == -2) return;
   if (r < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     handle_event(BEV_EVENT_READING | BEV_EVENT_ERROR);
     return;
   }
+  const uint8_t* data = SocketRead::buffer();
   if (r == 0) {
     handle_event(BEV_EVENT_READING | BEV_EVENT_EOF);
     return;
@@ -135,18 +122,18 @@ void WsEndpoint::handle_socket_read() {
   evbuffer* in = bufferevent_get_input(bev_.get());
   if (reading_ || evbuffer_get_length(in) > 0) {
     // Bytes before these wait in the input buffer: keep the order.
-    add_input(bev_.get(), g_read_buf, static_cast<size_t>(r));
+    add_input(bev_.get(), data, static_cast<size_t>(r));
     handle_read();
     return;
   }
   reading_ = true;
-  size_t n = feed(g_read_buf, static_cast<size_t>(r));
+  size_t n = feed(data, static_cast<size_t>(r));
   reading_ = false;
   if (!bev_ || shutting_down_) return;
   if (decoder_.stopped()) {
     stop_reading();
   } else if (n < static_cast<size_t>(r)) {
-    add_input(bev_.get(), g_read_buf + n, static_cast<size_t>(r) - n);
+    add_input(bev_.get(), data + n, static_cast<size_t>(r) - n);
   }
 }
 
